@@ -1,0 +1,3 @@
+"""greeterd: a systemd socket-activated greeter daemon and its client."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,167 @@
+"""Command lines for both programs: one table of options gives parsing, --help and man pages.
+
+greeterd is started on the first connection, so its start-up time is part of every cold
+greeting; argparse (with re and gettext) costs about as much as the rest of the start-up
+together, so the programs parse with this small table instead. It knows long options with one
+value (``--opt VALUE`` or ``--opt=VALUE``), flags, ``-h``/``--help`` and ``--version``.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+#: sysexits.h: the command line was wrong.
+EX_USAGE = 64
+
+
+class UsageError(Exception):
+    """A command line the program cannot run with; the message says what to change."""
+
+
+class Exit(Exception):
+    """--help or --version was asked for: print ``text`` and exit 0."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class Option:
+    """One long option: where its value goes, how it is read, and how --help explains it."""
+
+    __slots__ = ("convert", "dest", "flag", "help", "metavar")
+
+    def __init__(
+        self,
+        flag: str,
+        help: str,
+        *,
+        metavar: str | None = None,
+        convert: Callable[[str], object] = str,
+    ) -> None:
+        self.flag = flag
+        self.dest = flag.removeprefix("--").replace("-", "_")
+        self.metavar = metavar
+        self.help = help
+        self.convert = convert
+
+    @property
+    def takes_value(self) -> bool:
+        return self.metavar is not None
+
+    def usage(self) -> str:
+        return f"{self.flag} {self.metavar}" if self.takes_value else self.flag
+
+
+class Command:
+    """A program's command line. Values land as attributes on the settings object given to parse."""
+
+    def __init__(
+        self,
+        prog: str,
+        version: str,
+        summary: str,
+        options: Sequence[Option],
+        *,
+        description: str,
+        exit_statuses: Sequence[tuple[int, str]],
+    ) -> None:
+        self.prog = prog
+        self.version = version
+        self.summary = summary
+        self.options = options
+        self.description = description
+        self.exit_statuses = exit_statuses
+        self._by_flag = {option.flag: option for option in options}
+
+    def parse(self, argv: Sequence[str], settings: object) -> None:
+        """Set the attributes of ``settings`` named by the options in ``argv``.
+
+        Raises UsageError for anything not in the table and Exit for --help and --version.
+        """
+        args = iter(argv)
+        for arg in args:
+            if arg in ("-h", "--help"):
+                raise Exit(self.help())
+            if arg == "--version":
+                raise Exit(f"{self.prog} {self.version}\n")
+            flag, has_value, value = arg.partition("=")
+            option = self._by_flag.get(flag)
+            if option is None:
+                raise UsageError(f"unknown argument {arg!r} (see {self.prog} --help)")
+            if not option.takes_value:
+                if has_value:
+                    raise UsageError(f"{flag} takes no value")
+                setattr(settings, option.dest, True)
+                continue
+            if not has_value:
+                following = next(args, None)
+                if following is None:
+                    raise UsageError(f"{flag} needs a value: {option.usage()}")
+                value = following
+            try:
+                setattr(settings, option.dest, option.convert(value))
+            except ValueError as error:
+                raise UsageError(f"{flag}: {error}") from None
+
+    def help(self) -> str:
+        """The --help text: usage, what the program does, each option, the exit statuses."""
+        column = max(len(o.usage()) for o in self.options) + 4
+        lines = [f"usage: {self.prog} [OPTIONS]", "", self.summary, ""]
+        lines += [*wrap(self.description, HELP_WIDTH), "", "options:"]
+        rows = [(o.usage(), o.help) for o in self.options]
+        rows += [
+            ("-h, --help", "show this help and exit"),
+            ("--version", "show the version and exit"),
+        ]
+        for usage, text in rows:
+            wrapped = wrap(text, HELP_WIDTH - column - 2)
+            lines.append(f"  {usage:<{column}}{wrapped[0]}")
+            lines += [" " * (column + 2) + more for more in wrapped[1:]]
+        lines += ["", "exit status:"]
+        for code, meaning in self.exit_statuses:
+            wrapped = wrap(meaning, HELP_WIDTH - 6)
+            lines.append(f"  {code:<4}{wrapped[0]}")
+            lines += [" " * 6 + more for more in wrapped[1:]]
+        return "\n".join(lines) + "\n"
+
+
+#: Columns --help fills, as man(1) does on a standard terminal.
+HELP_WIDTH = 79
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Greedy word wrap (textwrap would import re, which costs start-up time)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line]
+
+
+def seconds(text: str) -> float:
+    """A non-negative duration in seconds, as given to --timeout and friends."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{text!r} is not a duration of zero seconds or more")
+    return value
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """A converter that accepts one of ``allowed``."""
+
+    def convert(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return convert

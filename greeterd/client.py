@@ -1,0 +1,203 @@
+"""``greeter-client``: ask for a name, send it to greeterd, print the greeting.
+
+Every failure is one line on standard error and a distinct exit status (sysexits.h), never a
+traceback: the user learns what went wrong and what to try, a script learns which case it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+
+from greeterd import __version__, cli, protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+EX_OK = 0
+EX_DATAERR = 65  # the name breaks the protocol; nothing was sent
+EX_NOINPUT = 66  # no name: end of input at the prompt or on standard input
+EX_NOHOST = 68  # the socket path does not exist
+EX_UNAVAILABLE = 69  # nothing listens on the socket
+EX_IOERR = 74  # the connection failed or closed without an answer
+EX_TEMPFAIL = 75  # timed out
+EX_PROTOCOL = 76  # the server refused the name, or answered something unreadable
+EX_NOPERM = 77  # not allowed to connect to the socket
+EX_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+#: Seconds allowed for the whole exchange by default. A cold start of greeterd takes tens of
+#: milliseconds; the margin covers a busy machine and a queue of clients at activation.
+DEFAULT_TIMEOUT = 10.0
+
+PROMPT = "What is your name? "
+START_HINT = "start it with: systemctl start greeter.socket"
+
+
+class Settings:
+    """What the command line sets; defaults as in --help."""
+
+    name: str | None = None
+    socket = protocol.DEFAULT_SOCKET
+    timeout = DEFAULT_TIMEOUT
+
+
+COMMAND = cli.Command(
+    "greeter-client",
+    __version__,
+    "Ask for your name and have greeterd greet you.",
+    [
+        cli.Option("--name", "the name to send, instead of asking for it", metavar="NAME"),
+        cli.Option(
+            "--socket",
+            f"greeterd's socket; default $GREETER_SOCKET, else {protocol.DEFAULT_SOCKET}",
+            metavar="PATH",
+        ),
+        cli.Option(
+            "--timeout",
+            f"give up after this long; default {DEFAULT_TIMEOUT:g}",
+            metavar="SECONDS",
+            convert=cli.seconds,
+        ),
+    ],
+    description=(
+        "On a terminal it asks 'What is your name?'; otherwise it reads one line from "
+        "standard input. It prints the server's reply, 'Hello, NAME'. Names are UTF-8, at "
+        f"most {protocol.MAX_NAME_BYTES} bytes, without control characters."
+    ),
+    exit_statuses=[
+        (EX_OK, "greeted"),
+        (cli.EX_USAGE, "bad command line"),
+        (EX_DATAERR, "the name cannot be sent (empty, too long, control characters, not UTF-8)"),
+        (EX_NOINPUT, "no name given (end of input)"),
+        (EX_NOHOST, "the socket does not exist (is greeter.socket started?)"),
+        (EX_UNAVAILABLE, "connection refused: nothing listens on the socket"),
+        (EX_IOERR, "the connection broke before an answer"),
+        (EX_TEMPFAIL, "timed out"),
+        (EX_PROTOCOL, "the server refused the name or answered something unreadable"),
+        (EX_NOPERM, "permission denied on the socket"),
+        (EX_INTERRUPTED, "interrupted (Ctrl-C)"),
+    ],
+)
+
+
+class Failure(Exception):
+    """Why the client gives up: the one line to print and the exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings()
+    settings.socket = os.environ.get("GREETER_SOCKET") or protocol.DEFAULT_SOCKET
+    try:
+        COMMAND.parse(sys.argv[1:] if argv is None else argv, settings)
+    except cli.Exit as done:
+        sys.stdout.write(done.text)
+        return EX_OK
+    except cli.UsageError as error:
+        sys.stderr.write(f"greeter-client: {error}\n")
+        return cli.EX_USAGE
+    try:
+        request = _request(_read_name(settings.name))
+        greeting = exchange(settings.socket, request, settings.timeout)
+    except Failure as failure:
+        sys.stderr.write(f"greeter-client: {failure}\n")
+        return failure.status
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return EX_INTERRUPTED
+    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    print(greeting)
+    return EX_OK
+
+
+def _read_name(given: str | None) -> str:
+    """The name from --name, the prompt on a terminal, or one line of standard input."""
+    if given is not None:
+        return given
+    if sys.stdin.isatty():
+        try:
+            return input(PROMPT)
+        except EOFError:
+            sys.stdout.write("\n")
+            raise Failure("no name given", EX_NOINPUT) from None
+    line = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES)
+    if not line:
+        raise Failure("no name on standard input", EX_NOINPUT)
+    # Keep the bytes exact (surrogate escapes), so the check below sees what would be sent.
+    return line.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", "surrogateescape")
+
+
+def _request(name: str) -> bytes:
+    try:
+        return protocol.encode_request(name)
+    except protocol.ProtocolError as error:
+        raise Failure(f"cannot send that name: {error.reason}", EX_DATAERR) from None
+
+
+def exchange(path: str, request: bytes, timeout: float) -> str:
+    """Send one request to the server at ``path`` and return its greeting line."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            _send(sock, request)
+            reply = _receive(sock, deadline)
+        except FileNotFoundError:
+            raise Failure(
+                f"{path} does not exist: greeterd is not set up there; {START_HINT}", EX_NOHOST
+            ) from None
+        except PermissionError:
+            raise Failure(
+                f"permission denied: you may not connect to {path}; ask an administrator "
+                "to add you to the socket's group",
+                EX_NOPERM,
+            ) from None
+        except ConnectionRefusedError:
+            raise Failure(
+                f"connection refused: nothing listens on {path}; {START_HINT}", EX_UNAVAILABLE
+            ) from None
+        except TimeoutError:
+            raise Failure(
+                f"timed out after {timeout:g}s waiting for greeterd at {path}", EX_TEMPFAIL
+            ) from None
+        except OSError as error:
+            if error.errno is None:  # "AF_UNIX path too long" and friends: the path itself
+                raise Failure(f"cannot use socket path {path!r}: {error}", cli.EX_USAGE) from None
+            raise Failure(f"connection to {path} failed: {error.strerror}", EX_IOERR) from None
+    if not reply:
+        raise Failure("the server closed the connection without answering", EX_IOERR)
+    try:
+        return protocol.parse_reply(reply)
+    except protocol.ServerRefused as refusal:
+        raise Failure(f"the server refused the name: {refusal.reason}", EX_PROTOCOL) from None
+    except protocol.ProtocolError as error:
+        raise Failure(f"unreadable answer from the server: {error.reason}", EX_PROTOCOL) from None
+
+
+def _send(sock: socket.socket, request: bytes) -> None:
+    # The server may have answered early (an error line) and closed: the reply is read below.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(request)
+
+
+def _receive(sock: socket.socket, deadline: float) -> bytes:
+    """Read the reply line: up to its newline, EOF or MAX_REPLY_BYTES, whichever is first."""
+    reply = b""
+    while b"\n" not in reply and len(reply) < protocol.MAX_REPLY_BYTES:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            chunk = sock.recv(protocol.MAX_REPLY_BYTES - len(reply))
+        except ConnectionResetError:
+            break  # the server closed with our extra bytes unread; what arrived stands
+        if not chunk:
+            break
+        reply += chunk
+    return reply

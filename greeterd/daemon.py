@@ -1,0 +1,143 @@
+"""``greeterd``: take the socket systemd passes (or bind one), tell systemd we are ready, serve.
+
+Only what the first greeting needs is imported before it is sent: no argparse, logging,
+asyncio or typing (README, Performance). The sd_notify(3) lifecycle: READY=1 once the socket
+is adopted, STATUS= while serving, STOPPING=1 on SIGTERM or exit-on-idle; exit 0 after a drain.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+from systemd import daemon
+
+from greeterd import __version__, activation, cli, log, protocol, server
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+# sysexits.h codes, as listed by --help.
+EX_OK = 0
+EX_CANTCREAT = 73
+EX_CONFIG = 78
+
+#: Default for --exit-idle-time: stay up for good unless asked (the unit asks).
+DEFAULT_EXIT_IDLE_TIME = 0.0
+
+
+class Settings:
+    """What the command line sets; defaults as in --help."""
+
+    socket = protocol.DEFAULT_SOCKET
+    exit_idle_time = DEFAULT_EXIT_IDLE_TIME
+    log_level = "info"
+
+
+COMMAND = cli.Command(
+    "greeterd",
+    __version__,
+    "Answer each client on a UNIX socket with 'Hello, NAME'.",
+    [
+        cli.Option(
+            "--socket",
+            "socket to bind when systemd passes none (when it does, this is ignored); "
+            f"default {protocol.DEFAULT_SOCKET}",
+            metavar="PATH",
+        ),
+        cli.Option(
+            "--exit-idle-time",
+            "when socket-activated, exit after this long with no client (systemd starts "
+            "greeterd again on the next one); 0 never exits; default 0",
+            metavar="SECONDS",
+            convert=cli.seconds,
+        ),
+        cli.Option(
+            "--log-level",
+            "least important lines logged: error, warning, notice (refused requests), info, "
+            "debug (every greeting); default info",
+            metavar="LEVEL",
+            convert=cli.choice(*log.LEVELS),
+        ),
+    ],
+    description=(
+        "Started by systemd through greeter.socket, greeterd adopts the listening socket "
+        "systemd passes (LISTEN_FDS) and only accepts on it. Otherwise it binds --socket "
+        "itself. Each client has "
+        f"{server.READ_TIMEOUT:g} s from connecting to send a name of at most "
+        f"{protocol.MAX_NAME_BYTES} bytes; at most {server.MAX_CONNECTIONS} clients are served "
+        "at once and more wait in the socket's backlog. Logs go to the journal under systemd, "
+        "to standard error otherwise. SIGTERM stops accepting, finishes the clients in flight "
+        "and exits 0."
+    ),
+    exit_statuses=[
+        (EX_OK, "stopped by SIGTERM or after --exit-idle-time"),
+        (cli.EX_USAGE, "bad command line"),
+        (EX_CANTCREAT, "cannot bind --socket (in use, not a socket, no permission)"),
+        (EX_CONFIG, "systemd passed a socket greeterd cannot serve, or a bad WATCHDOG_USEC"),
+    ],
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings()
+    try:
+        COMMAND.parse(sys.argv[1:] if argv is None else argv, settings)
+    except cli.Exit as done:
+        sys.stdout.write(done.text)
+        return EX_OK
+    except cli.UsageError as error:
+        sys.stderr.write(f"greeterd: {error}\n")
+        return cli.EX_USAGE
+    logger = log.Log(
+        log.LEVELS[settings.log_level], to_journal=activation.stderr_is_journal(os.environ)
+    )
+    try:
+        inherited = activation.inherited_listeners()
+        watchdog = activation.watchdog_interval(os.environ, os.getpid())
+    except activation.ActivationError as error:
+        logger.error(f"cannot start: {error}")
+        return EX_CONFIG
+    if inherited:
+        return _serve(inherited, settings.exit_idle_time, watchdog, logger)
+    try:
+        bound = activation.BoundListener(settings.socket)
+    except activation.ActivationError as error:
+        logger.error(f"cannot start: {error}")
+        return EX_CANTCREAT
+    try:
+        # Nobody would start greeterd again after an idle exit, so it never exits on idle here.
+        return _serve([bound.sock], 0.0, watchdog, logger)
+    finally:
+        bound.close()
+
+
+def _serve(
+    listeners: Sequence[socket.socket],
+    exit_idle_time: float,
+    watchdog: float | None,
+    logger: log.Log,
+) -> int:
+    greeter = server.Server(
+        listeners, logger, daemon.notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
+    )
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _wake_loop)
+    greeter.watch_wakeup_fd(read_fd)
+    paths = ", ".join(str(sock.getsockname()) for sock in listeners)
+    daemon.notify(f"READY=1\nSTATUS=Greeting on {paths}")
+    greeter.run()
+    return EX_OK
+
+
+def _wake_loop(signum: int, frame: object) -> None:
+    """Python-level no-op: the C handler already wrote the signal number to the wake-up fd."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

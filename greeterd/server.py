@@ -1,0 +1,383 @@
+"""The accept-and-answer loop: one thread, epoll, and a fast path for clients that are ready.
+
+Shape, chosen for throughput and cold-start time (README, Performance): no asyncio (its import
+alone costs several interpreter start-ups, and start_unix_server() would call listen() again on
+systemd's socket), one epoll set, and a fast path that answers right after accept() when the
+name has already arrived, which is how nearly every client behaves. Only clients that are
+slow to send get a Connection, a deadline and an epoll registration.
+
+Bounds per client (named below): READ_TIMEOUT from accept to a whole request, at most
+protocol.MAX_REQUEST_BYTES buffered, MAX_CONNECTIONS open at once. One client's fault becomes
+an error line, a log line and a close, never an exception out of the loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+
+from greeterd import protocol
+from greeterd.log import DEBUG
+from greeterd.protocol import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from greeterd.log import Log
+
+#: Seconds a client has, from accept(), to send its whole name. A local client that has a name
+#: sends it in microseconds; this only ends clients that hang (and bounds a drain on SIGTERM).
+READ_TIMEOUT = 5.0
+
+#: Connections waiting for their name at once. Past it greeterd stops accepting and new clients
+#: wait in the kernel's listen backlog (never refused). Worst-case memory is about
+#: MAX_CONNECTIONS x (MAX_REQUEST_BYTES + 1 KiB of bookkeeping), about 16 MiB.
+MAX_CONNECTIONS = 8192
+
+#: Connections accepted per wake-up before the loop serves the others: bounds how long clients
+#: that are mid-request wait behind a flood of new ones.
+ACCEPT_BATCH = 256
+
+#: Seconds accepting pauses after the kernel runs out of fds or memory (EMFILE, ENFILE,
+#: ENOBUFS, ENOMEM): the pending connection stays readable, so retrying at once would spin at
+#: 100% CPU. trio's serve_listeners uses the same 100 ms.
+ACCEPT_BACKOFF = 0.1
+
+#: Seconds between STATUS= updates to systemd while greetings are being served.
+STATUS_INTERVAL = 1.0
+
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# The client gave up between the kernel queueing it and accept(): nothing to serve.
+_CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
+
+_MSG_DONTWAIT = socket.MSG_DONTWAIT
+_AF_UNIX = socket.AF_UNIX
+_SOCK_STREAM = socket.SOCK_STREAM
+_IN = select.EPOLLIN
+
+
+class Connection:
+    """A client that connected before its name arrived."""
+
+    __slots__ = ("buffer", "deadline", "fd", "open", "sock")
+
+    def __init__(self, sock: socket.socket, deadline: float, buffer: bytes) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()  # still the key once the socket is closed
+        self.deadline = deadline
+        self.buffer = buffer
+        self.open = True
+
+
+class Server:
+    """Greets clients on the given listening sockets until told to stop, then drains.
+
+    ``notify`` sends sd_notify(3) lines (a no-op outside systemd). ``exit_idle_time`` > 0 makes
+    the server stop once nothing has happened for that long; only pass it when systemd can
+    start greeterd again on the next connection. ``watchdog_interval`` is how often to send
+    WATCHDOG=1. ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        listeners: Sequence[socket.socket],
+        log: Log,
+        notify: Callable[[str], object],
+        *,
+        exit_idle_time: float = 0.0,
+        watchdog_interval: float | None = None,
+        read_timeout: float = READ_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log = log
+        self.notify = notify
+        self.exit_idle_time = exit_idle_time
+        self.watchdog_interval = watchdog_interval
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.clock = clock
+        self.greeted = 0
+        self.refused = 0
+        self.lost = 0  # clients that left before an answer could reach them
+        self._reported = (0, 0)  # (greeted, refused) in the last STATUS=
+        self.stopping = False
+        self._listeners = {sock.fileno(): sock for sock in listeners}
+        self._connections: dict[int, Connection] = {}
+        self._deadlines: deque[Connection] = deque()  # accept order is deadline order
+        self._epoll = select.epoll()
+        self._accepting = False
+        self._resume_accepting_at: float | None = None
+        self._accept_failures = 0
+        self._wakeup_fd = -1
+        now = clock()
+        self._last_activity = now
+        self._next_watchdog = now
+        self._next_status = now
+        self._debug = log.enabled(DEBUG)
+        self._set_accepting(True)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until SIGTERM (via watch_wakeup_fd) or exit-on-idle, then drain and return."""
+        for sock in self._listeners.values():
+            self._accept(sock)  # whoever woke systemd up is already queued: greet them first
+        while True:
+            now = self.clock()
+            self._housekeeping(now)
+            if self.stopping and not self._connections:
+                break
+            for fd, _ in self._epoll.poll(self._poll_timeout(now)):
+                connection = self._connections.get(fd)
+                if connection is not None:
+                    self._read(connection)
+                elif fd in self._listeners:
+                    self._accept(self._listeners[fd])
+                elif fd == self._wakeup_fd:
+                    self._on_wakeup()
+        self._epoll.close()
+
+    def watch_wakeup_fd(self, fd: int) -> None:
+        """Stop (drain and return) when ``fd`` becomes readable: signal.set_wakeup_fd's pipe."""
+        self._wakeup_fd = fd
+        self._epoll.register(fd, _IN)
+
+    def stop(self, why: str) -> None:
+        """Stop accepting and finish the connections in flight; queued clients are left in the
+        listen backlog for the next instance, which systemd starts on demand."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self._set_accepting(False)
+        self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
+        self.log.info(f"stopping ({why}): {self.status()}")
+
+    def _on_wakeup(self) -> None:
+        received = os.read(self._wakeup_fd, 64)
+        if received:
+            self.stop(signal.Signals(received[-1]).name)
+
+    def _poll_timeout(self, now: float) -> float:
+        wake = []
+        if self._deadlines:
+            wake.append(self._deadlines[0].deadline)
+        if self.watchdog_interval is not None:
+            wake.append(self._next_watchdog)
+        if self._status_changed():
+            wake.append(self._next_status)
+        if self._resume_accepting_at is not None:
+            wake.append(self._resume_accepting_at)
+        if self._idle_exit_enabled():
+            wake.append(self._last_activity + self.exit_idle_time)
+        return max(0.0, min(wake) - now) if wake else -1.0
+
+    def _housekeeping(self, now: float) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0].deadline <= now:
+            connection = deadlines.popleft()
+            if connection.open:
+                self._refuse(connection.sock, protocol.TIMED_OUT, connection.buffer)
+                self._forget(connection)
+        if self._resume_accepting_at is not None and now >= self._resume_accepting_at:
+            self._resume_accepting_at = None
+            self._set_accepting(True)
+        if self.watchdog_interval is not None and now >= self._next_watchdog:
+            self.notify("WATCHDOG=1")
+            self._next_watchdog = now + self.watchdog_interval
+        if now >= self._next_status and self._status_changed():
+            self.notify(f"STATUS={self.status()}")
+            self._reported = (self.greeted, self.refused)
+            self._next_status = now + STATUS_INTERVAL
+        if self._idle_exit_enabled() and now >= self._last_activity + self.exit_idle_time:
+            self._exit_if_idle(now)
+
+    def _idle_exit_enabled(self) -> bool:
+        return self.exit_idle_time > 0 and not self.stopping and not self._connections
+
+    def _exit_if_idle(self, now: float) -> None:
+        # Re-check: a client that connected since the last wake-up is served, not stranded.
+        # One that connects after this stays queued, and systemd starts the next instance.
+        before = self._last_activity
+        for sock in self._listeners.values():
+            self._accept(sock)
+        if self._connections or self._last_activity != before:
+            return
+        self.stop(f"idle for {self.exit_idle_time:g}s")
+
+    def _status_changed(self) -> bool:
+        return self._reported != (self.greeted, self.refused)
+
+    def status(self) -> str:
+        """One line on what the server has done, for STATUS= and the log."""
+        return f"{self.greeted} greeted, {self.refused} refused, {len(self._connections)} waiting"
+
+    # -- accepting --------------------------------------------------------------------------
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting == self._accepting or (accepting and self.stopping):
+            return
+        self._accepting = accepting
+        for fd in self._listeners:
+            if accepting:
+                self._epoll.register(fd, _IN)
+            else:
+                self._epoll.unregister(fd)
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Accept and serve up to ACCEPT_BATCH clients: the hot path, kept flat on purpose."""
+        if not self._accepting:
+            return
+        # socket.accept() also converts family and type to enums for every client, about
+        # 1 µs of a ~15 µs greeting; the family and type are known.
+        accept = listener._accept  # type: ignore[attr-defined]
+        for accepted in range(ACCEPT_BATCH):
+            try:
+                fd, _ = accept()
+            except BlockingIOError:
+                if not accepted:
+                    return
+                break
+            except OSError as error:
+                if error.errno in _CLIENT_GONE:
+                    continue
+                self._accept_failed(error)
+                break
+            if self._accept_failures:
+                self.log.notice(f"accepting again after {self._accept_failures} failed accept()s")
+                self._accept_failures = 0
+            sock = socket.socket(_AF_UNIX, _SOCK_STREAM, 0, fd)
+            try:
+                data = sock.recv(protocol.MAX_REQUEST_BYTES, _MSG_DONTWAIT)
+            except BlockingIOError:
+                data = b""
+            except OSError:
+                self._lose(sock)
+                continue
+            else:
+                if self._answer(sock, data, eof=not data):
+                    continue
+            self._park(sock, data)
+            if len(self._connections) >= self.max_connections:
+                self._set_accepting(False)  # resumed by _forget(): clients wait in the backlog
+                break
+        self._last_activity = self.clock()
+
+    def _accept_failed(self, error: OSError) -> None:
+        """Out of fds or memory: log once per burst and pause; anything else is a real fault."""
+        if error.errno not in _OUT_OF_RESOURCES:
+            raise error
+        if not self._accept_failures:
+            self.log.warning(
+                f"accept() failed: {error.strerror}; pausing {ACCEPT_BACKOFF:g}s at a time "
+                f"until it works again ({len(self._connections)} clients waiting)",
+                errno=errno.errorcode.get(error.errno or 0, error.errno),
+            )
+        self._accept_failures += 1
+        self._set_accepting(False)
+        self._resume_accepting_at = self.clock() + ACCEPT_BACKOFF
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def _park(self, sock: socket.socket, received: bytes) -> None:
+        """Wait in epoll for the rest of a request, until the read deadline."""
+        sock.setblocking(False)
+        connection = Connection(sock, self.clock() + self.read_timeout, received)
+        self._connections[connection.fd] = connection
+        self._deadlines.append(connection)
+        self._epoll.register(connection.fd, _IN)
+
+    def _read(self, connection: Connection) -> None:
+        sock = connection.sock
+        try:
+            data = sock.recv(protocol.MAX_REQUEST_BYTES - len(connection.buffer))
+        except BlockingIOError:
+            return
+        except OSError:
+            self._forget(connection)
+            self._lose(sock)
+            return
+        connection.buffer += data
+        if self._answer(sock, connection.buffer, eof=not data):
+            self._forget(connection)
+
+    def _answer(self, sock: socket.socket, buffer: bytes, eof: bool) -> bool:
+        """Greet or refuse, then close, if ``buffer`` holds a whole request; return whether
+        it did. The one place a ProtocolError becomes an error line and a log line."""
+        try:
+            line = protocol.find_request(buffer, eof)
+            if line is None:
+                return False
+            if not buffer:
+                self._lose(sock)  # connected and left without a word: nobody to answer
+                return True
+            name = protocol.parse_name(line)
+        except ProtocolError as error:
+            self._refuse(sock, error.reason, buffer)
+            return True
+        if self._debug:
+            self.log.debug(f"greeted {protocol.describe(name)} ({_peer(sock)})")
+        self._send_and_close(sock, protocol.format_reply(name))
+        self.greeted += 1
+        return True
+
+    def _refuse(self, sock: socket.socket, reason: str, received: bytes) -> None:
+        pid, uid, gid = _peer_credentials(sock)
+        self._send_and_close(sock, protocol.format_error(reason))
+        self.refused += 1
+        self.log.notice(
+            f"refused request from pid {pid} uid {uid}: {reason}: {protocol.describe(received)}",
+            reason=reason,
+            peer_pid=pid,
+            peer_uid=uid,
+            peer_gid=gid,
+            received=protocol.describe(received),
+        )
+
+    def _send_and_close(self, sock: socket.socket, reply: bytes) -> None:
+        # A reply on a fresh socket always fits the send buffer, so this never blocks; a client
+        # that already left (EPIPE, ECONNRESET) is only counted.
+        try:
+            sock.send(reply, _MSG_DONTWAIT)
+        except OSError:
+            self.lost += 1
+        sock.close()
+
+    def _lose(self, sock: socket.socket) -> None:
+        self.lost += 1
+        if self._debug:
+            self.log.debug(f"client left before sending a name ({_peer(sock)})")
+        sock.close()
+
+    def _forget(self, connection: Connection) -> None:
+        connection.open = False  # its deadline entry is dropped lazily
+        del self._connections[connection.fd]  # closing the socket unregistered it from epoll
+        self._last_activity = self.clock()
+        if (
+            not self._accepting
+            and self._resume_accepting_at is None
+            and len(self._connections) < self.max_connections
+        ):
+            self._set_accepting(True)
+
+
+def _peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the client, from SO_PEERCRED; (-1, -1, -1) if the kernel has none."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    except OSError:
+        return -1, -1, -1
+    pid, uid, gid = (int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8))
+    return pid, uid, gid
+
+
+def _peer(sock: socket.socket) -> str:
+    pid, uid, _ = _peer_credentials(sock)
+    return f"pid {pid} uid {uid}"

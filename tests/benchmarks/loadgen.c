@@ -1,0 +1,157 @@
+/* Load generator and stopwatch for greeterd's benchmark (see bench.py).
+ *
+ *   loadgen rate PATH THREADS SECONDS   closed-loop greetings: connect, send "Zoë\n", read the
+ *                                        reply, check it, close; one blocking client per thread.
+ *                                        Prints: count errors p50_us p99_us
+ *   loadgen once PATH                    one greeting, timed from connect() to the reply; retries
+ *                                        connect until the path exists. Prints: micros
+ *   loadgen exec PROGRAM ARG...          fork+exec+wait PROGRAM, timed. Prints: micros
+ *   loadgen hold PATH N SECONDS          open N connections, send nothing, hold them SECONDS,
+ *                                        then print how many the server closed meanwhile.
+ *
+ * Written in C so that the client is not what limits the rate.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <poll.h>
+
+static const char REQUEST[] = "Zo\xc3\xab\n";
+static const char REPLY[] = "Hello, Zo\xc3\xab\n";
+#define MAX_SAMPLES 2000000
+
+static struct sockaddr_un address;
+static atomic_int stop;
+static atomic_long errors;
+static uint32_t *samples;
+static atomic_long n_samples;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void set_path(const char *path) {
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) {
+        fprintf(stderr, "path too long: %s\n", path);
+        exit(2);
+    }
+    strcpy(address.sun_path, path);
+}
+
+/* One greeting; returns 0 when the reply was exactly REPLY. */
+static int greet(void) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) { close(fd); return -1; }
+    if (write(fd, REQUEST, sizeof REQUEST - 1) != (ssize_t)(sizeof REQUEST - 1)) { close(fd); return -1; }
+    char buffer[256];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, buffer + got, sizeof buffer - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (got == sizeof buffer) break;
+    }
+    close(fd);
+    return (got == sizeof REPLY - 1 && memcmp(buffer, REPLY, got) == 0) ? 0 : -1;
+}
+
+static void *client(void *unused) {
+    (void)unused;
+    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+        uint64_t start = now_ns();
+        if (greet() != 0) { atomic_fetch_add(&errors, 1); continue; }
+        long i = atomic_fetch_add(&n_samples, 1);
+        if (i < MAX_SAMPLES) samples[i] = (uint32_t)((now_ns() - start) / 1000);
+    }
+    return NULL;
+}
+
+static int compare(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int rate(const char *path, int threads, double seconds) {
+    set_path(path);
+    samples = malloc(sizeof *samples * MAX_SAMPLES);
+    pthread_t ids[threads];
+    for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, client, NULL);
+    struct timespec pause = { (time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9) };
+    nanosleep(&pause, NULL);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < threads; i++) pthread_join(ids[i], NULL);
+    long count = atomic_load(&n_samples);
+    long kept = count < MAX_SAMPLES ? count : MAX_SAMPLES;
+    qsort(samples, (size_t)kept, sizeof *samples, compare);
+    uint32_t p50 = kept ? samples[kept / 2] : 0, p99 = kept ? samples[kept * 99 / 100] : 0;
+    printf("%ld %ld %u %u\n", count, atomic_load(&errors), p50, p99);
+    return 0;
+}
+
+static int once(const char *path) {
+    set_path(path);
+    uint64_t give_up = now_ns() + 10ull * 1000000000u;
+    while (access(path, F_OK) != 0) {
+        if (now_ns() > give_up) return 1;
+        usleep(1000);
+    }
+    uint64_t start = now_ns();
+    if (greet() != 0) { fprintf(stderr, "bad reply\n"); return 1; }
+    printf("%llu\n", (unsigned long long)((now_ns() - start) / 1000));
+    return 0;
+}
+
+static int exec_timed(char **argv) {
+    uint64_t start = now_ns();
+    pid_t pid = fork();
+    if (pid == 0) { execvp(argv[0], argv); _exit(127); }
+    int status;
+    waitpid(pid, &status, 0);
+    printf("%llu\n", (unsigned long long)((now_ns() - start) / 1000));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static int hold(const char *path, int n, double seconds) {
+    set_path(path);
+    struct pollfd *fds = calloc((size_t)n, sizeof *fds);
+    for (int i = 0; i < n; i++) {
+        fds[i].fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fds[i].events = POLLIN;
+        if (fds[i].fd < 0 || connect(fds[i].fd, (struct sockaddr *)&address, sizeof address) < 0) {
+            fprintf(stderr, "connection %d: %s\n", i, strerror(errno));
+            return 1;
+        }
+    }
+    printf("held %d\n", n);
+    fflush(stdout);
+    usleep((useconds_t)(seconds * 1e6));
+    poll(fds, (nfds_t)n, 0);
+    int closed = 0;
+    for (int i = 0; i < n; i++) closed += (fds[i].revents & (POLLIN | POLLHUP)) != 0;
+    printf("closed %d\n", closed);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "rate") == 0) return rate(argv[2], atoi(argv[3]), atof(argv[4]));
+    if (argc == 3 && strcmp(argv[1], "once") == 0) return once(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "exec") == 0) return exec_timed(argv + 2);
+    if (argc == 5 && strcmp(argv[1], "hold") == 0) return hold(argv[2], atoi(argv[3]), atof(argv[4]));
+    fprintf(stderr, "usage: loadgen rate PATH THREADS SECONDS | once PATH | exec PROGRAM... | hold PATH N SECONDS\n");
+    return 2;
+}

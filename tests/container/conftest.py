@@ -1,0 +1,182 @@
+"""Container tests: systemd as PID 1 in podman, booted from the project's Containerfile.
+
+Each test gets a fresh container with a unique name, removed even when the test fails; a
+failing test prints the journal and the greeter units' status. Outside CI the tests skip when
+podman is missing; in CI (CI=true) that is a failure, since a skip would hide a broken
+systemd path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINER_DIR = ROOT / "packaging" / "container"
+LOAD_SCRIPT = (Path(__file__).parent / "load.py").read_text()
+
+# Podman settings that work on every host we know (runc, modest ulimits): see the file.
+os.environ.setdefault("CONTAINERS_CONF", str(CONTAINER_DIR / "containers.conf"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = str(Path(__file__).parent)
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.container)
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember whether the test body failed, so the fixture can print diagnostics."""
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+class Container:
+    """A running container with systemd as PID 1."""
+
+    def __init__(self, image: str, *, caps: tuple[str, ...] = ("SYS_ADMIN",)) -> None:
+        self.name = f"greeterd-test-{uuid.uuid4().hex[:10]}"
+        cap_args = [arg for cap in caps for arg in ("--cap-add", cap)]
+        podman("run", "--detach", "--name", self.name, "--systemd=always", *cap_args, image)
+
+    def exec(
+        self,
+        *command: str,
+        user: str | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        user_args = ["--user", user] if user else []
+        done = subprocess.run(
+            ["podman", "exec", "--interactive", *user_args, self.name, *command],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(command)} exited {done.returncode}\n"
+                f"stdout: {done.stdout}\nstderr: {done.stderr}"
+            )
+        return done
+
+    def wait_until_booted(self, timeout: float = 60) -> str:
+        """Wait for systemd to finish booting; return the system state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.exec("systemctl", "is-system-running", "--wait", check=False).stdout
+            if state.strip() in ("running", "degraded"):
+                return state.strip()
+            time.sleep(0.2)
+        raise AssertionError(f"systemd did not finish booting in {timeout}s")
+
+    def show(self, unit: str, *properties: str) -> dict[str, str]:
+        """`systemctl show` properties of a unit."""
+        output = self.exec("systemctl", "show", unit, "-p", ",".join(properties)).stdout
+        return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+    def state(self, unit: str) -> str:
+        values = self.show(unit, "ActiveState", "SubState")
+        return f"{values['ActiveState']}/{values['SubState']}"
+
+    def wait_for_state(self, unit: str, *states: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while (state := self.state(unit)) not in states:
+            assert time.monotonic() < deadline, f"{unit} stayed {state}, wanted {states}"
+            time.sleep(0.1)
+        return state
+
+    def client(
+        self, *args: str, user: str | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return self.exec("greeter-client", *args, user=user, check=check)
+
+    def load(self, *args: str, user: str | None = None, timeout: float = 300) -> dict[str, object]:
+        """Run load.py inside the container and return its JSON report."""
+        done = self.exec("python3", "-", *args, input=LOAD_SCRIPT, user=user, timeout=timeout)
+        return dict(json.loads(done.stdout))
+
+    def journal(self, *args: str) -> str:
+        return self.exec("journalctl", "--no-pager", *args, check=False).stdout
+
+    def journal_entries(self, unit: str) -> list[dict[str, str]]:
+        output = self.exec("journalctl", "--no-pager", "-o", "json", "-u", unit, check=False).stdout
+        return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+    def diagnostics(self) -> str:
+        status = self.exec(
+            "systemctl",
+            "status",
+            "--no-pager",
+            "--full",
+            "greeter.socket",
+            "greeter.service",
+            check=False,
+        ).stdout
+        return (
+            f"--- systemctl status ---\n{status}\n--- journalctl ---\n{self.journal('-n', '200')}"
+        )
+
+    def remove(self) -> None:
+        podman("rm", "--force", "--time", "0", self.name, check=False)
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=600, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed:\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The project's image, built from the Containerfile (cached layers make this quick)."""
+    if shutil.which("podman") is None:
+        message = "podman is missing (tests/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: CI must run the container tests")
+        pytest.skip(message)
+    done = subprocess.run(
+        [str(CONTAINER_DIR / "build-image")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert done.returncode == 0, f"building the image failed:\n{done.stderr}"
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def container(image: str, request: pytest.FixtureRequest) -> Iterator[Container]:
+    """A booted container; on failure its journal and unit status are printed."""
+    booted = Container(image)
+    try:
+        booted.wait_until_booted()
+        yield booted
+    finally:
+        if request.node.stash.get(FAILED, True):
+            print(booted.diagnostics())
+        booted.remove()

@@ -1,0 +1,127 @@
+"""greeterd without systemd: it binds --socket itself, and cleans up only what it bound."""
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from greeterd import activation
+from tests.support import GREETERD, greet, try_greet, wait_for
+
+HELLO = "Hello, Zoë\n".encode()
+
+
+class SelfBound:
+    def __init__(self, path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.process = subprocess.Popen(
+            [GREETERD, "--socket", str(path), *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def ready(self) -> "SelfBound":
+        wait_for(lambda: self.path.exists() or self.process.poll() is not None, what="the socket")
+        assert self.process.poll() is None, self.process.communicate()[1]
+        return self
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=15)
+        return self.process.returncode, err
+
+
+@pytest.fixture
+def self_bound(sock_dir):
+    started: list[SelfBound] = []
+
+    def start(*args: str, path: Path | None = None, env: dict[str, str] | None = None) -> SelfBound:
+        daemon = SelfBound(path or sock_dir / "greeter.sock", *args, env=env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+        daemon.process.communicate()
+
+
+def test_without_systemd_greeterd_binds_its_own_socket_and_removes_it_on_exit(self_bound):
+    """Not activated: bind, listen with mode 0666, greet; SIGTERM removes the path, exit 0."""
+    daemon = self_bound().ready()
+    assert stat.S_IMODE(daemon.path.stat().st_mode) == activation.SOCKET_MODE
+    assert greet(daemon.path) == HELLO
+    status, err = daemon.stop()
+    assert status == 0, err
+    assert not daemon.path.exists()
+
+
+def test_a_stale_socket_left_by_a_crash_is_replaced(self_bound, sock_dir):
+    """A socket file nobody listens on does not stop a restart."""
+    path = sock_dir / "greeter.sock"
+    with socket.socket(socket.AF_UNIX) as crashed:
+        crashed.bind(str(path))
+    daemon = self_bound(path=path).ready()
+    wait_for(lambda: try_greet(path) == HELLO, what="the new daemon on the old path")
+    assert daemon.stop()[0] == 0
+
+
+def test_a_live_socket_is_not_stolen(self_bound, sock_dir):
+    """Another server listening on the path: exit 73 with a clear message; its socket stays."""
+    path = sock_dir / "greeter.sock"
+    with socket.socket(socket.AF_UNIX) as other:
+        other.bind(str(path))
+        other.listen(1)
+        daemon = self_bound(path=path)
+        _, err = daemon.process.communicate(timeout=15)
+        assert daemon.process.returncode == 73
+        assert "in use: another server listens on it" in err
+        assert path.exists()
+
+
+def test_a_file_in_the_way_is_never_removed(self_bound, sock_dir):
+    """A regular file at --socket: exit 73, and the file is untouched."""
+    path = sock_dir / "greeter.sock"
+    path.write_text("keep me")
+    daemon = self_bound(path=path)
+    _, err = daemon.process.communicate(timeout=15)
+    assert daemon.process.returncode == 73
+    assert "exists and is not a socket" in err
+    assert path.read_text() == "keep me"
+
+
+def test_exit_idle_time_is_ignored_when_nobody_could_restart_greeterd(self_bound):
+    """Without socket activation an idle exit would strand clients, so greeterd stays up."""
+    daemon = self_bound("--exit-idle-time", "0.2").ready()
+    time.sleep(0.8)
+    assert daemon.process.poll() is None
+    assert greet(daemon.path) == HELLO
+    assert daemon.stop()[0] == 0
+
+
+def test_listen_fds_meant_for_another_process_are_ignored(self_bound):
+    """LISTEN_PID of another process: those fds are not ours, so greeterd binds its own."""
+    env = {**os.environ, "LISTEN_FDS": "1", "LISTEN_PID": "1"}
+    daemon = self_bound(env=env).ready()
+    assert greet(daemon.path) == HELLO
+    assert daemon.stop()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [(["--version"], 0), (["--help"], 0), (["--bogus"], 64), (["--log-level", "loud"], 64)],
+)
+def test_command_line_exit_statuses(argv, status):
+    """--help/--version exit 0; a bad command line exits 64 without a traceback."""
+    done = subprocess.run(
+        [GREETERD, *argv], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert done.returncode == status
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,140 @@
+"""Helpers the tests share: real sockets, real processes, short paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from greeterd import protocol
+
+#: The installed entry points, next to the interpreter running the tests.
+BIN = Path(sys.executable).parent
+GREETERD = str(BIN / "greeterd")
+GREETER_CLIENT = str(BIN / "greeter-client")
+
+
+def short_temp_dir() -> Path:
+    """A fresh directory whose socket paths stay far below sun_path's 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix="gd-", dir="/tmp"))
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def connect(path: str | Path, timeout: float = 5.0) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (or resets) the connection."""
+    reply = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return reply
+        if not chunk:
+            return reply
+        reply += chunk
+
+
+def exchange(path: str | Path, request: bytes, *, half_close: bool = False) -> bytes:
+    """Send ``request`` on a new connection and return the whole reply."""
+    with connect(path) as sock:
+        sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return read_reply(sock)
+
+
+def greet(path: str | Path, name: str = "Zoë") -> bytes:
+    return exchange(path, name.encode() + b"\n")
+
+
+def try_greet(path: str | Path, name: str = "Zoë") -> bytes | None:
+    """greet(), or None while nobody answers on ``path`` yet."""
+    try:
+        return greet(path, name)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Activated:
+    """greeterd started the real socket-activation way, by systemd-socket-activate.
+
+    systemd-socket-activate binds and listens on ``path``, then execs greeterd (same pid)
+    with LISTEN_FDS on the first connection. ``log`` is greeterd's standard error.
+    """
+
+    def __init__(self, directory: Path, *args: str, wrapper: tuple[str, ...] = ()) -> None:
+        self.path = directory / "greeter.sock"
+        self.log_path = directory / "greeterd.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [*wrapper, "systemd-socket-activate", "-l", str(self.path), GREETERD, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self.path.exists, what=f"systemd-socket-activate to bind {self.path}")
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        wait_for(lambda: text in self.log, timeout, what=f"{text!r} in log")
+        return self.log
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM greeterd and return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait()
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def error_line(reason: str) -> bytes:
+    return protocol.format_error(reason)

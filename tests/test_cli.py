@@ -1,0 +1,114 @@
+"""The command-line table both programs parse with."""
+
+import pytest
+
+from greeterd import cli, client, daemon, protocol, server
+
+
+class Settings:
+    socket = "/run/greeter.sock"
+    timeout = 10.0
+    verbose = False
+
+
+COMMAND = cli.Command(
+    "prog",
+    "1.2.3",
+    "Does a thing.",
+    [
+        cli.Option("--socket", "where", metavar="PATH"),
+        cli.Option("--timeout", "how long", metavar="SECONDS", convert=cli.seconds),
+        cli.Option("--verbose", "say more"),
+    ],
+    description="Longer words about the thing.",
+    exit_statuses=[(0, "fine")],
+)
+
+
+def parsed(*argv: str) -> Settings:
+    settings = Settings()
+    COMMAND.parse(argv, settings)
+    return settings
+
+
+def test_defaults_stand_when_nothing_is_given():
+    """An empty command line leaves every default."""
+    settings = parsed()
+    assert (settings.socket, settings.timeout, settings.verbose) == (
+        "/run/greeter.sock",
+        10.0,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["--socket", "/x", "--timeout", "2.5"], ["--socket=/x", "--timeout=2.5"]]
+)
+def test_values_come_as_separate_or_joined_arguments(argv):
+    """--opt VALUE and --opt=VALUE mean the same; values are converted."""
+    settings = parsed(*argv)
+    assert (settings.socket, settings.timeout) == ("/x", 2.5)
+
+
+def test_flags_take_no_value():
+    """A flag is set by its presence and refuses =VALUE."""
+    assert parsed("--verbose").verbose is True
+    with pytest.raises(cli.UsageError, match="takes no value"):
+        parsed("--verbose=yes")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--nope"], "unknown argument '--nope'"),
+        (["--socket"], "--socket needs a value"),
+        (["--timeout", "soon"], "'soon' is not a number of seconds"),
+        (["--timeout", "-1"], "zero seconds or more"),
+        (["--timeout", "nan"], "zero seconds or more"),
+        (["name"], "unknown argument 'name'"),
+    ],
+)
+def test_bad_command_lines_say_what_is_wrong(argv, message):
+    """Each mistake is a UsageError whose message names it."""
+    with pytest.raises(cli.UsageError, match=message):
+        parsed(*argv)
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_lists_every_option_and_exit_status(flag):
+    """--help shows usage, the description, all options and the exit statuses."""
+    with pytest.raises(cli.Exit) as done:
+        parsed(flag)
+    text = done.value.text
+    for expected in [
+        "usage: prog [OPTIONS]",
+        "--socket PATH",
+        "--timeout SECONDS",
+        "--verbose",
+        "0   fine",
+    ]:
+        assert expected in text
+    assert max(len(line) for line in text.splitlines()) <= cli.HELP_WIDTH
+
+
+def test_version_names_program_and_version():
+    """--version prints 'prog VERSION'."""
+    with pytest.raises(cli.Exit) as done:
+        parsed("--version")
+    assert done.value.text == "prog 1.2.3\n"
+
+
+@pytest.mark.parametrize(
+    "command", [daemon.COMMAND, client.COMMAND], ids=["greeterd", "greeter-client"]
+)
+def test_real_help_texts_fit_a_terminal(command):
+    """Both programs' --help stay within HELP_WIDTH columns."""
+    assert max(len(line) for line in command.help().splitlines()) <= cli.HELP_WIDTH
+
+
+def test_greeterd_help_quotes_the_limits_it_enforces():
+    """The limits in --help are the constants the code uses."""
+    text = " ".join(daemon.COMMAND.help().split())
+    assert f"{server.READ_TIMEOUT:g} s" in text
+    assert f"{protocol.MAX_NAME_BYTES} bytes" in text
+    assert f"at most {server.MAX_CONNECTIONS} clients" in text

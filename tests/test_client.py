@@ -1,0 +1,293 @@
+"""greeter-client: input, every failure's message and exit status, and the prompt on a real pty."""
+
+import contextlib
+import os
+import pty
+import select
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import greeterd
+from greeterd import client, protocol
+from tests.support import GREETER_CLIENT
+
+
+class ScriptedServer:
+    """A listening socket whose one client gets ``reply`` (None: never answered)."""
+
+    def __init__(self, path: Path, reply: bytes | None) -> None:
+        self.path = path
+        self.reply = reply
+        self.received = b""
+        self.closing = threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(4)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(2)
+            try:
+                self.received = conn.recv(4096)
+                if self.reply is None:
+                    self.closing.wait(10)
+                else:
+                    conn.sendall(self.reply)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closing.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def scripted(sock_dir):
+    servers: list[ScriptedServer] = []
+
+    def start(reply: bytes | None) -> ScriptedServer:
+        server = ScriptedServer(sock_dir / f"s{len(servers)}.sock", reply)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = client.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_name_option_is_sent_and_the_greeting_printed(scripted, capsys):
+    """--name skips the prompt; the reply line is printed; exit 0."""
+    server = scripted(b"Hello, Zo\xc3\xab\n")
+    status, out, _ = run(capsys, "--socket", str(server.path), "--name", "Zoë")
+    assert (status, out) == (client.EX_OK, "Hello, Zoë\n")
+    server.thread.join(5)
+    assert server.received == "Zoë\n".encode()
+
+
+def test_socket_defaults_to_greeter_socket_variable(scripted, capsys, monkeypatch):
+    """Without --socket, $GREETER_SOCKET names the socket."""
+    server = scripted(b"Hello, Ada\n")
+    monkeypatch.setenv("GREETER_SOCKET", str(server.path))
+    assert run(capsys, "--name", "Ada")[:2] == (client.EX_OK, "Hello, Ada\n")
+
+
+def test_a_missing_socket_says_how_to_start_the_service(sock_dir, capsys):
+    """No socket file: EX_NOHOST and the systemctl hint."""
+    status, _, err = run(capsys, "--socket", str(sock_dir / "absent.sock"), "--name", "Zoë")
+    assert status == client.EX_NOHOST
+    assert "does not exist" in err
+    assert "systemctl start greeter.socket" in err
+    assert "Traceback" not in err
+
+
+def test_a_socket_nobody_listens_on_is_connection_refused(sock_dir, capsys):
+    """A leftover socket file: EX_UNAVAILABLE, and the same hint."""
+    path = sock_dir / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(path))
+    status, _, err = run(capsys, "--socket", str(path), "--name", "Zoë")
+    assert status == client.EX_UNAVAILABLE
+    assert "connection refused" in err
+    assert "systemctl start greeter.socket" in err
+
+
+def test_a_server_that_never_answers_times_out(scripted, capsys):
+    """--timeout bounds the whole exchange: EX_TEMPFAIL."""
+    server = scripted(None)
+    started = time.monotonic()
+    status, _, err = run(capsys, "--socket", str(server.path), "--name", "Zoë", "--timeout", "0.3")
+    assert status == client.EX_TEMPFAIL
+    assert "timed out after 0.3s" in err
+    assert time.monotonic() - started < 2
+
+
+def test_an_error_line_from_the_server_is_reported(scripted, capsys):
+    """The server's refusal: EX_PROTOCOL and its reason."""
+    server = scripted(b"error: name longer than 1024 bytes\n")
+    status, _, err = run(capsys, "--socket", str(server.path), "--name", "Zoë")
+    assert status == client.EX_PROTOCOL
+    assert "the server refused the name: 'name longer than 1024 bytes'" in err
+
+
+@pytest.mark.parametrize("reply", [b"Hello, \x1b]0;owned\x07\n", b"garbage\n", b"Hello, half"])
+def test_an_unreadable_reply_is_refused_without_printing_it_raw(scripted, capsys, reply):
+    """Nothing the server sends reaches the terminal unescaped: EX_PROTOCOL."""
+    server = scripted(reply)
+    status, out, err = run(capsys, "--socket", str(server.path), "--name", "Zoë")
+    assert status == client.EX_PROTOCOL
+    assert out == ""
+    assert "\x1b" not in err
+    assert "\x07" not in err
+
+
+def test_a_server_that_closes_without_answering_is_an_io_error(scripted, capsys):
+    """EOF before any reply byte: EX_IOERR."""
+    server = scripted(b"")
+    status, _, err = run(capsys, "--socket", str(server.path), "--name", "Zoë")
+    assert status == client.EX_IOERR
+    assert "without answering" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("", "empty name"), ("a\x1bb", "control character"), ("x" * 2000, "longer than 1024 bytes")],
+)
+def test_names_the_protocol_refuses_are_never_sent(sock_dir, capsys, name, reason):
+    """The client checks first: EX_DATAERR, and it does not even connect."""
+    status, _, err = run(capsys, "--socket", str(sock_dir / "unused.sock"), "--name", name)
+    assert status == client.EX_DATAERR
+    assert reason in err
+
+
+def test_permission_denied_is_explained(sock_dir):
+    """A user without write permission on the socket: EX_NOPERM and a hint, no traceback."""
+    path = sock_dir / "private.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        os.chmod(path, 0o600)
+        os.chmod(sock_dir, 0o755)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child becomes nobody, then runs the client's code
+            status = 99
+            try:
+                os.close(read_end)
+                sys.stderr = os.fdopen(write_end, "w")
+                if os.getuid() == 0:
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
+                else:
+                    os.chmod(path, 0)
+                status = client.main(["--socket", str(path), "--name", "Zoë"])
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        with os.fdopen(read_end) as child_stderr:
+            err = child_stderr.read()
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == client.EX_NOPERM, err
+    assert "permission denied" in err
+    assert "group" in err
+    assert stat.S_IMODE(os.stat(path).st_mode) in (0o600, 0)
+
+
+def test_version_and_help_exit_zero(capsys):
+    """--version and --help print and exit 0; a bad option exits EX_USAGE."""
+    assert run(capsys, "--version")[:2] == (0, f"greeter-client {greeterd.__version__}\n")
+    assert "usage: greeter-client" in run(capsys, "--help")[1]
+    status, _, err = run(capsys, "--bogus")
+    assert status == 64
+    assert "unknown argument" in err
+
+
+class Terminal:
+    """greeter-client on a real pseudo-terminal, as a user at a shell would run it."""
+
+    def __init__(self, *argv: str) -> None:
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            os.execv(GREETER_CLIENT, [GREETER_CLIENT, *argv])
+        self.output = b""
+
+    def read_until(self, text: bytes, timeout: float = 10.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{text!r} never appeared; the terminal shows {self.output!r}"
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 1024)
+                except OSError:  # EIO: the child closed the terminal
+                    chunk = b""
+                assert chunk, f"terminal closed before {text!r}; it showed {self.output!r}"
+                self.output += chunk
+        return self.output
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def exit_status(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.master)
+        return os.waitstatus_to_exitcode(status)
+
+
+def test_the_prompt_asks_for_a_name_on_a_terminal(scripted):
+    """On a terminal: 'What is your name? ', the typed name, then the greeting."""
+    server = scripted("Hello, Zoë\n".encode())
+    terminal = Terminal("--socket", str(server.path))
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type("Zoë\n".encode())
+    assert "Hello, Zoë".encode() in terminal.read_until("Hello, Zoë".encode())
+    assert terminal.exit_status() == client.EX_OK
+
+
+def test_end_of_input_at_the_prompt_is_no_name(sock_dir):
+    """Ctrl-D at the prompt: 'no name given', EX_NOINPUT."""
+    terminal = Terminal("--socket", str(sock_dir / "unused.sock"))
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type(b"\x04")
+    terminal.read_until(b"no name given")
+    assert terminal.exit_status() == client.EX_NOINPUT
+
+
+def test_ctrl_c_at_the_prompt_exits_quietly(sock_dir):
+    """Ctrl-C at the prompt: no traceback, status 130 as shells report SIGINT."""
+    terminal = Terminal("--socket", str(sock_dir / "unused.sock"))
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type(b"\x03")
+    status = terminal.exit_status()
+    assert status == client.EX_INTERRUPTED
+    assert b"Traceback" not in terminal.output
+
+
+@pytest.mark.parametrize(
+    ("stdin", "status"),
+    [(b"Zo\xc3\xab\n", client.EX_OK), (b"", client.EX_NOINPUT), (b"Zo\xff\n", client.EX_DATAERR)],
+    ids=["a line", "nothing", "not UTF-8"],
+)
+def test_without_a_terminal_one_line_is_read_from_stdin(scripted, stdin, status):
+    """Piped input: the first line is the name; empty input is no name."""
+    server = scripted(b"Hello, Zo\xc3\xab\n")
+    done = subprocess.run(
+        [GREETER_CLIENT, "--socket", str(server.path)],
+        input=stdin,
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == status, done.stderr
+    if status == client.EX_OK:
+        assert done.stdout == "Hello, Zoë\n".encode()
+    assert b"Traceback" not in done.stderr
+
+
+def test_protocol_limit_in_help_is_the_constant():
+    """The client's --help quotes MAX_NAME_BYTES."""
+    assert f"at most {protocol.MAX_NAME_BYTES} bytes" in " ".join(client.COMMAND.help().split())

@@ -1,0 +1,202 @@
+"""The server loop, run in a thread on a real listening socket in a temporary directory."""
+
+import io
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+
+from greeterd import log, protocol
+from greeterd.server import Server
+from tests.support import connect, exchange, greet, read_reply, wait_for
+
+
+class Running:
+    """A Server serving in a background thread, with what it logged and notified."""
+
+    def __init__(self, path: Path, **settings: object) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.stream = io.StringIO()
+        self.notified: list[str] = []
+        self.server = Server(
+            [self.listener],
+            log.Log(log.DEBUG, to_journal=False, stream=self.stream),
+            self.notified.append,
+            **settings,  # type: ignore[arg-type]
+        )
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK)
+        self.server.watch_wakeup_fd(self._wake_read)
+        self.thread = threading.Thread(target=self.server.run)
+        self.thread.start()
+
+    @property
+    def log(self) -> str:
+        return self.stream.getvalue()
+
+    def sigterm(self) -> None:
+        """What signal.set_wakeup_fd does when SIGTERM arrives."""
+        os.write(self._wake_write, bytes([signal.SIGTERM]))
+
+    def join(self, timeout: float = 10.0) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the server loop did not return"
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.sigterm()
+            self.join()
+        self.listener.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+
+@pytest.fixture
+def serve(sock_dir: Path) -> Iterator[Callable[..., AbstractContextManager[Running]]]:
+    started: list[Running] = []
+
+    @contextmanager
+    def start(**settings: object) -> Iterator[Running]:
+        running = Running(sock_dir / f"s{len(started)}.sock", **settings)
+        started.append(running)
+        yield running
+
+    yield start
+    for running in started:
+        running.close()
+
+
+def test_a_client_is_greeted(serve):
+    """The basic exchange: name in, greeting out, connection closed."""
+    with serve() as running:
+        assert greet(running.path, "Zoë") == "Hello, Zoë\n".encode()
+    assert running.server.greeted == 1
+
+
+def test_a_name_sent_byte_by_byte_is_greeted(serve):
+    """A slow client is parked in epoll and answered once its newline arrives."""
+    with serve() as running, connect(running.path) as sock:
+        for byte in "Zoë\n".encode():
+            sock.send(bytes([byte]))
+            time.sleep(0.01)
+        assert read_reply(sock) == "Hello, Zoë\n".encode()
+
+
+def test_a_silent_client_does_not_delay_others(serve):
+    """While one client sends nothing, others are greeted at once."""
+    with serve() as running, connect(running.path):
+        started = time.monotonic()
+        for _ in range(20):
+            assert greet(running.path) == "Hello, Zoë\n".encode()
+        assert time.monotonic() - started < 1.0
+
+
+def test_a_silent_client_is_cut_off_at_the_read_deadline(serve):
+    """After read_timeout the client gets the timeout error line and a log line names it."""
+    with serve(read_timeout=0.2) as running, connect(running.path) as sock:
+        started = time.monotonic()
+        assert read_reply(sock) == protocol.format_error(protocol.TIMED_OUT)
+        assert 0.15 < time.monotonic() - started < 2.0
+        wait_for(lambda: "timed out" in running.log, what="the timeout's log line")
+    assert f"refused request from pid {os.getpid()} uid {os.getuid()}: timed out" in running.log
+
+
+def test_refusals_are_logged_with_peer_credentials_and_escaped(serve):
+    """One log line per refused request: reason, pid and uid, and the bytes escaped."""
+    with serve() as running:
+        assert exchange(running.path, b"a\x1b[2Jb\n") == b"error: control character in name\n"
+        wait_for(lambda: "refused" in running.log, what="the refusal's log line")
+    line = next(line for line in running.log.splitlines() if "refused" in line)
+    assert f"pid {os.getpid()} uid {os.getuid()}" in line
+    assert "\x1b" not in line
+    assert "'a\\x1b[2Jb\\n'" in line
+
+
+def test_past_the_connection_cap_clients_wait_in_the_backlog(serve):
+    """With max_connections parked, the next client is not accepted until one leaves."""
+    with serve(max_connections=2, read_timeout=0.5) as running:
+        first, second = connect(running.path), connect(running.path)
+        wait_for(lambda: len(running.server._connections) == 2, what="two parked clients")
+        started = time.monotonic()
+        third = greet(running.path)
+        waited = time.monotonic() - started
+        assert third == "Hello, Zoë\n".encode()
+        assert waited > 0.3, "the third client was accepted beyond the cap"
+        first.close()
+        second.close()
+
+
+def test_sigterm_drains_clients_in_flight_and_stops_accepting(serve):
+    """STOPPING=1, no new accepts, the parked client still greeted, then run() returns."""
+    with serve() as running, connect(running.path) as parked:
+        parked.send(b"Zo")
+        wait_for(lambda: running.server._connections, what="the parked client")
+        running.sigterm()
+        wait_for(lambda: any("STOPPING=1" in n for n in running.notified), what="STOPPING=1")
+        late = connect(running.path)  # queued in the backlog, never accepted
+        parked.send(b"\xc3\xab\n")
+        assert read_reply(parked) == "Hello, Zoë\n".encode()
+        running.join()
+        late.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            late.recv(1)
+        late.close()
+    assert "stopping (SIGTERM)" in running.log
+
+
+def test_status_reports_greetings(serve):
+    """STATUS= tells systemd how many clients were greeted and refused."""
+    with serve() as running:
+        greet(running.path)
+        exchange(running.path, b"\n")
+        wait_for(
+            lambda: "STATUS=1 greeted, 1 refused, 0 waiting" in running.notified,
+            what="a STATUS= update",
+        )
+
+
+def test_exit_on_idle_stops_after_the_idle_time(serve):
+    """With nothing to do for exit_idle_time, the loop sends STOPPING=1 and returns."""
+    with serve(exit_idle_time=0.3) as running:
+        greet(running.path)
+        started = time.monotonic()
+        running.join()
+        assert 0.2 < time.monotonic() - started < 3.0
+    assert any(n.startswith("STOPPING=1") for n in running.notified)
+    assert "idle for 0.3s" in running.log
+
+
+def test_exit_on_idle_waits_for_parked_clients(serve):
+    """A client still sending its name keeps the server up past the idle time."""
+    with serve(exit_idle_time=0.2) as running, connect(running.path) as slow:
+        time.sleep(0.5)
+        assert running.thread.is_alive()
+        slow.send(b"Ada\n")
+        assert read_reply(slow) == b"Hello, Ada\n"
+        running.join()
+
+
+def test_watchdog_pings_at_the_interval(serve):
+    """WATCHDOG=1 is sent from the loop at the interval asked for."""
+    with serve(watchdog_interval=0.05) as running:
+        time.sleep(0.5)
+        pings = running.notified.count("WATCHDOG=1")
+    assert 5 <= pings <= 15
+
+
+def test_a_client_that_leaves_without_a_word_is_not_a_refusal(serve):
+    """Connect-and-close is counted as lost, not logged as a refused request."""
+    with serve() as running:
+        connect(running.path).close()
+        wait_for(lambda: running.server.lost == 1, what="the lost client")
+    assert running.server.refused == 0
+    assert "refused" not in running.log
