@@ -8,6 +8,7 @@ is adopted, STATUS= while serving, STOPPING=1 on SIGTERM or exit-on-idle; exit 0
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import sys
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except activation.ActivationError as error:
         logger.error(f"cannot start: {error}")
         return EX_CONFIG
+    _raise_fd_limit(logger)
     if inherited:
         return _serve(inherited, settings.exit_idle_time, watchdog, logger)
     try:
@@ -133,6 +135,23 @@ def _serve(
     daemon.notify(f"READY=1\nSTATUS=Greeting on {paths}")
     greeter.run()
     return EX_OK
+
+
+def _raise_fd_limit(logger: log.Log) -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard one, so greeterd can hold MAX_CONNECTIONS.
+
+    systemd starts services with a soft limit of 1024 (for select()'s sake) and a high hard
+    limit, and expects programs that use epoll to raise it themselves. Where even the hard limit
+    is low, or a seccomp filter forbids setrlimit(), greeterd runs with what it has: past the
+    limit, accept() fails with EMFILE and the server backs off until clients leave.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except OSError as error:
+        logger.notice(f"keeping {soft} open files at most: cannot raise the limit ({error})")
 
 
 def _wake_loop(signum: int, frame: object) -> None:

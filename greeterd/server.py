@@ -359,6 +359,8 @@ class Server:
     def _forget(self, connection: Connection) -> None:
         connection.open = False  # its deadline entry is dropped lazily
         del self._connections[connection.fd]  # closing the socket unregistered it from epoll
+        if not self._connections:
+            self._connections = {}
         self._last_activity = self.clock()
         if (
             not self._accepting

@@ -2,7 +2,8 @@
 
     python3 - steady SECONDS THREADS     greet in a loop from THREADS threads until SECONDS pass
     python3 - burst COUNT                connect COUNT clients at once, then send and read all
-    python3 - idle-boundary ROUNDS GAP   one greeting, then wait GAP seconds, ROUNDS times
+    python3 - idle-boundary ROUNDS GAP   one greeting, then a pause of GAP seconds give or take
+                                         10%, ROUNDS times: pauses that straddle an idle exit
 
 Prints one JSON object: how many were greeted, how many failed, and the first few failures.
 The tests read the counts; the exchange is checked byte for byte here.
@@ -103,7 +104,7 @@ def idle_boundary(rounds: int, gap: float) -> None:
     tally = Tally()
     for index in range(rounds):
         tally.add(greet(index))
-        time.sleep(gap)
+        time.sleep(gap * (0.9 + 0.05 * (index % 5)))
     tally.report()
 
 

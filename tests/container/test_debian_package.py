@@ -1,0 +1,217 @@
+"""The Debian package on a clean system: packaging/build-deb builds the .deb from this checkout,
+apt installs it in a container with systemd as PID 1 and no greeterd, and apt purges it again.
+
+The clean image is the base image (packaging/container/base-image) with only the command that
+boots systemd added, and the packages greeterd needs installed if the base lacks them (the
+debootstrap base already has them): nothing of greeterd is in it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.container.conftest import (
+    CONTAINER_DIR,
+    FAILED,
+    ROOT,
+    Container,
+    podman,
+    require_podman,
+)
+
+SOCKET = "/run/greeter.sock"
+UNIT_DIR = "/usr/lib/systemd/system"
+UNITS = ("greeter.socket", "greeter.service")
+WANTS_LINK = "/etc/systemd/system/sockets.target.wants/greeter.socket"
+MAN_PAGES = {
+    "greeterd": "/usr/share/man/man8/greeterd.8.gz",
+    "greeter-client": "/usr/share/man/man1/greeter-client.1.gz",
+}
+CLEAN_IMAGE = "localhost/greeterd-clean:bookworm"
+# The package's dependencies (and systemd to boot) must be in the image already, so that apt
+# installs the .deb without a package index or a network.
+CLEAN_CONTAINERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN packages="systemd systemd-sysv dbus python3 python3-systemd"; \\
+    dpkg -s $packages >/dev/null 2>&1 || { \\
+        apt-get update \\
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages \\
+        && rm -rf /var/lib/apt/lists/*; }
+STOPSIGNAL SIGRTMIN+3
+CMD ["/sbin/init"]
+"""
+
+
+@pytest.fixture(scope="session")
+def clean_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A bootable image made from the base image, without greeterd."""
+    require_podman()
+    base = subprocess.run(
+        [str(CONTAINER_DIR / "base-image")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert base.returncode == 0, f"making the base image failed:\n{base.stderr}"
+    context = tmp_path_factory.mktemp("clean-image")
+    (context / "Containerfile").write_text(CLEAN_CONTAINERFILE)
+    podman(
+        "build",
+        "--build-arg",
+        f"BASE_IMAGE={base.stdout.strip()}",
+        "--tag",
+        CLEAN_IMAGE,
+        str(context),
+    )
+    return CLEAN_IMAGE
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """greeterd's .deb, built once per session by packaging/build-deb into a temporary dir."""
+    out = tmp_path_factory.mktemp("deb")
+    done = subprocess.run(
+        [str(ROOT / "packaging" / "build-deb"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert done.returncode == 0, f"packaging/build-deb failed:\n{done.stderr[-8000:]}"
+    path = Path(done.stdout.splitlines()[-1])
+    assert path.parent == out, done.stdout
+    assert path.is_file(), done.stdout
+    return path
+
+
+@pytest.fixture
+def clean(clean_image: str, request: pytest.FixtureRequest) -> Iterator[Container]:
+    """A booted container without greeterd; on failure its journal and unit status are printed."""
+    booted = Container(clean_image)
+    try:
+        booted.wait_until_booted()
+        assert booted.exec("dpkg", "-s", "greeterd", check=False).returncode != 0
+        assert booted.exec("sh", "-c", "command -v greeterd", check=False).returncode != 0
+        assert booted.show("greeter.socket", "LoadState")["LoadState"] == "not-found"
+        yield booted
+    finally:
+        if request.node.stash.get(FAILED, True):
+            print(booted.diagnostics())
+        booted.remove()
+
+
+def apt_install(container: Container, deb: Path) -> subprocess.CompletedProcess[str]:
+    """Copy the .deb into the container and install it with apt."""
+    podman("cp", str(deb), f"{container.name}:/tmp/{deb.name}")
+    return container.exec(
+        "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", f"/tmp/{deb.name}"
+    )
+
+
+@pytest.fixture
+def installed(clean: Container, deb: Path) -> Container:
+    """A booted container with the .deb just installed, no client yet."""
+    apt_install(clean, deb)
+    return clean
+
+
+def failed_units(container: Container) -> str:
+    return container.exec("systemctl", "--failed", "--no-legend", "--plain").stdout
+
+
+def test_apt_installs_offline_and_enables_and_starts_only_the_socket(clean, deb):
+    """apt installs the .deb with nothing else to fetch; the package enables and starts
+    greeter.socket (listening on /run/greeter.sock, mode 0666) and leaves greeter.service,
+    static, inactive: only a client starts it."""
+    failed_before = failed_units(clean)
+    done = apt_install(clean, deb)
+    assert "1 newly installed" in done.stdout, done.stdout
+    assert clean.exec("systemctl", "is-enabled", "greeter.socket").stdout.strip() == "enabled"
+    clean.exec("test", "-L", WANTS_LINK)  # enabled: sockets.target pulls it in at boot
+    assert clean.state("greeter.socket") == "active/listening"
+    assert clean.exec("stat", "-c", "%a %F", SOCKET).stdout.strip() == "666 socket"
+    service = clean.exec("systemctl", "is-enabled", "greeter.service", check=False)
+    assert service.stdout.strip() == "static"
+    assert clean.state("greeter.service") == "inactive/dead"
+    assert failed_units(clean) == failed_before
+
+
+def test_the_first_client_starts_the_service(installed):
+    """greeter.service stays inactive until the first client, which is greeted; then the
+    service runs (notify-ready), and any user is greeted too."""
+    assert installed.state("greeter.service") == "inactive/dead"
+    done = installed.client("--name", "Zoë")
+    assert (done.returncode, done.stdout) == (0, "Hello, Zoë\n"), done.stderr
+    assert installed.state("greeter.service") == "active/running"
+    assert "greeted" in installed.show("greeter.service", "StatusText")["StatusText"]
+    other = installed.client("--name", "Nobody", user="nobody")
+    assert (other.returncode, other.stdout) == (0, "Hello, Nobody\n"), other.stderr
+
+
+def test_the_package_installs_programs_module_units_and_man_pages(installed):
+    """/usr/bin has both programs, the module is Debian's python3's, the units are the ones in
+    packaging/ (unchanged, in /usr/lib/systemd/system), and the man pages are those the
+    installed module renders from its option tables, so they match --help."""
+    for program in ("greeterd", "greeter-client"):
+        path = installed.exec("sh", "-c", f"command -v {program}").stdout.strip()
+        assert path == f"/usr/bin/{program}"
+        version = installed.exec(program, "--version").stdout
+        assert "0.1.0" in version
+    module = installed.exec("python3", "-c", "import greeterd; print(greeterd.__file__)").stdout
+    assert module.strip() == "/usr/lib/python3/dist-packages/greeterd/__init__.py"
+    for unit in UNITS:
+        shipped = installed.exec("cat", f"{UNIT_DIR}/{unit}").stdout
+        assert shipped == (ROOT / "packaging" / unit).read_text(), unit
+    for program, page in MAN_PAGES.items():
+        installed.exec("test", "-f", page)
+        roff = installed.exec("zcat", page).stdout
+        rendered = installed.exec("python3", "-m", "greeterd.manpage", program).stdout
+        assert roff == rendered, page
+
+
+def test_the_installed_units_pass_systemd_analyze_verify(installed):
+    """systemd-analyze verify accepts both installed units: it finds ExecStart=greeterd in
+    /usr/bin and the socket the service requires."""
+    # --man=no: the minimal image has no man(1) to look up Documentation= pages with.
+    verify = installed.exec("systemd-analyze", "verify", "--man=no", *UNITS, check=False)
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stderr.strip() == ""
+
+
+def test_purge_stops_the_socket_and_leaves_no_unit_behind(installed):
+    """With the service running (a client was greeted), apt purge stops the socket and the
+    service with it, no unit fails, /run/greeter.sock and the unit files and enablement links
+    are gone, and systemd no longer knows greeter.socket."""
+    failed_before = failed_units(installed)
+    assert installed.client("--name", "Zoë").stdout == "Hello, Zoë\n"
+    assert installed.state("greeter.service") == "active/running"
+    installed.exec("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "purge", "-y", "greeterd")
+    assert installed.exec("dpkg", "-s", "greeterd", check=False).returncode != 0
+    assert failed_units(installed) == failed_before
+    for unit in UNITS:
+        state = installed.show(unit, "LoadState", "ActiveState")
+        assert state == {"LoadState": "not-found", "ActiveState": "inactive"}, unit
+    status = installed.exec("systemctl", "status", "greeter.socket", check=False)
+    assert status.returncode == 4, status.stdout + status.stderr
+    assert "could not be found" in status.stderr
+    leftovers = [
+        SOCKET,
+        f"{UNIT_DIR}/greeter.socket",
+        f"{UNIT_DIR}/greeter.service",
+        WANTS_LINK,
+        "/var/lib/systemd/deb-systemd-helper-enabled/greeter.socket.dsh-also",
+        "/usr/bin/greeterd",
+        "/usr/bin/greeter-client",
+    ]
+    for path in leftovers:
+        assert installed.exec("test", "-e", path, check=False).returncode != 0, path
+    unit_files = installed.exec(
+        "systemctl", "list-unit-files", "--no-legend", "greeter*", check=False
+    ).stdout
+    assert unit_files.strip() == ""

@@ -1,0 +1,88 @@
+"""Many idle clients, and running out of file descriptors: greeterd bends and recovers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from greeterd import protocol, server
+from tests.support import connect, greet, open_fds, read_reply, rss_kib, try_greet, wait_for
+
+HELLO = "Hello, Zoë\n".encode()
+IDLE_CLIENTS = 5000  # the host allows 20,000 open files; this test holds 5,000 on each side
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def hold_idle_clients(path: Path, pid: int, base_fds: int) -> int:
+    """Hold IDLE_CLIENTS silent connections until the deadline ends them; return the RSS
+    (KiB) while they were held. Checks that a new client is greeted promptly meanwhile and
+    that every idle one gets the timeout line."""
+    idle = [connect(path, timeout=30) for _ in range(IDLE_CLIENTS)]
+    try:
+        opened = time.monotonic()
+        wait_for(lambda: open_fds(pid) >= base_fds + IDLE_CLIENTS, what="idle clients accepted")
+        held_rss = rss_kib(pid)
+        started = time.monotonic()
+        assert greet(path) == HELLO
+        assert time.monotonic() - started < 0.5, "a new client waited behind idle ones"
+        replies = {read_reply(sock) for sock in idle}
+        assert replies == {protocol.format_error(protocol.TIMED_OUT)}
+        assert time.monotonic() - opened >= server.READ_TIMEOUT - 0.5
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_for(lambda: open_fds(pid) == base_fds, what="fds back to the baseline")
+    return held_rss
+
+
+def test_5000_idle_clients_neither_block_nor_leak(activate):
+    """5,000 silent connections, twice: a new client is greeted promptly, each idle one gets
+    the timeout line at the read deadline, fds go back to the baseline, each idle client costs
+    at most 2 KiB, and the second wave reuses the first one's memory instead of adding more."""
+    daemon = activate()
+    assert greet(daemon.path) == HELLO
+    pid = daemon.process.pid
+    for _ in range(200):
+        greet(daemon.path)
+    base_fds, base_rss = open_fds(pid), rss_kib(pid)
+    held_rss = hold_idle_clients(daemon.path, pid, base_fds)
+    after_first = rss_kib(pid)
+    per_client = (held_rss - base_rss) * 1024 / IDLE_CLIENTS
+    hold_idle_clients(daemon.path, pid, base_fds)
+    after_second = rss_kib(pid)
+    print(
+        f"RSS: {base_rss} KiB before, {held_rss} KiB with {IDLE_CLIENTS} idle clients "
+        f"({per_client:.0f} B each), {after_first} KiB after, {after_second} KiB after another"
+    )
+    assert per_client <= 2048
+    assert after_second <= after_first + 256, "the second wave grew the server again"
+    assert greet(daemon.path) == HELLO
+
+
+def test_out_of_file_descriptors_backs_off_logs_once_and_recovers(activate):
+    """With RLIMIT_NOFILE at 64 and 100 clients held open, accept() fails with EMFILE:
+    greeterd logs it once, does not spin, and greets again as soon as fds are free."""
+    daemon = activate(wrapper=("prlimit", "--nofile=64:64", "--"))
+    assert greet(daemon.path) == HELLO
+    pid = daemon.process.pid
+    held = [connect(daemon.path, timeout=30) for _ in range(100)]
+    try:
+        daemon.wait_for_log("accept() failed: Too many open files")
+        cpu_before = cpu_seconds(pid)
+        time.sleep(2)
+        spent = cpu_seconds(pid) - cpu_before
+        assert spent < 0.2, f"{spent:.2f} s of CPU in 2 s: a busy loop"
+        assert daemon.log.count("accept() failed") == 1
+        waiting = connect(daemon.path)  # queued in the backlog behind the held clients
+        waiting.sendall(b"Ada\n")
+    finally:
+        for sock in held:
+            sock.close()
+    with waiting:
+        assert read_reply(waiting) == b"Hello, Ada\n"
+    wait_for(lambda: try_greet(daemon.path) == HELLO, what="greetings after the fds came back")
+    assert "accepting again after" in daemon.log
