@@ -15,6 +15,9 @@ from pathlib import Path
 
 from greeterd import protocol
 
+#: The checkout's top directory.
+ROOT = Path(__file__).resolve().parents[1]
+
 #: The installed entry points, next to the interpreter running the tests.
 BIN = Path(sys.executable).parent
 GREETERD = str(BIN / "greeterd")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 CONTAINER_DIR = ROOT / "packaging" / "container"
 LOAD_SCRIPT = (Path(__file__).parent / "load.py").read_text()
 

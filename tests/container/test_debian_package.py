@@ -17,11 +17,11 @@ import pytest
 from tests.container.conftest import (
     CONTAINER_DIR,
     FAILED,
-    ROOT,
     Container,
     podman,
     require_podman,
 )
+from tests.support import ROOT
 
 SOCKET = "/run/greeter.sock"
 UNIT_DIR = "/usr/lib/systemd/system"

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.container.conftest import ROOT
+from tests.support import ROOT
 
 #: systemd-analyze security --threshold takes tenths of the displayed 0-10 score: 5 is 0.5.
 THRESHOLD = 5

@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""greeterd's benchmark: greeterd, a C reference and two stdlib peers, all socket-activated.
+
+    python3 tests/benchmarks/bench.py             the full run (about 5 minutes)
+    python3 tests/benchmarks/bench.py --quick     a short run that only checks correctness
+
+Every server runs under systemd-socket-activate, the way systemd starts it, and is measured
+in turn, round after round (A B C D A B C D ...), so that a machine whose speed drifts hurts
+all of them alike; figures are medians over rounds, and ratios are taken round by round
+against the C reference measured in the same round. The load comes from loadgen.c, a C
+client that checks every reply byte for byte, so the client is not what limits the rate.
+
+Needs gcc, systemd-socket-activate, ss (iproute2) and the build dependencies of
+systemd-python (libsystemd-dev, pkg-config); tests/run installs them. The servers' Python
+is a fresh virtualenv made from the interpreter running this script, with greeterd installed
+from this checkout (not editable), as a user would have it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+IDLE_CLIENTS = 5000
+
+
+@dataclass
+class Settings:
+    rounds: int
+    seconds: float
+    cold_runs: int
+    idle_clients: int
+
+
+FULL = Settings(rounds=3, seconds=3.0, cold_runs=21, idle_clients=IDLE_CLIENTS)
+QUICK = Settings(rounds=1, seconds=0.5, cold_runs=3, idle_clients=200)
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    holds_idle_clients: bool = True  # False: one thread per client, 5,000 threads is no test
+    results: dict[str, list[float]] = field(default_factory=dict)
+
+    def record(self, metric: str, value: float) -> None:
+        self.results.setdefault(metric, []).append(value)
+
+    def median(self, metric: str) -> float | None:
+        values = self.results.get(metric)
+        return statistics.median(values) if values else None
+
+
+class Failed(Exception):
+    """A server or client misbehaved: the benchmark's figures would be meaningless."""
+
+
+def run(command: list[str], **kwargs: object) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if done.returncode != 0:
+        raise Failed(
+            f"{' '.join(map(str, command))} exited {done.returncode}: {done.stderr.strip()}"
+        )
+    return str(done.stdout)
+
+
+def build(work: Path) -> tuple[Path, Path]:
+    """Compile the C programs and make the servers' virtualenv; return (bin dir, venv)."""
+    binaries = work / "bin"
+    binaries.mkdir()
+    for name, extra in (("loadgen", ["-pthread"]), ("reference_server", [])):
+        run(["gcc", "-O2", "-Wall", *extra, "-o", str(binaries / name), str(HERE / f"{name}.c")])
+    venv = work / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)], timeout=600)
+    return binaries, venv
+
+
+# -- one server under systemd-socket-activate ---------------------------------------------
+
+
+class Running:
+    """A server started the socket-activation way; it execs on the first connection."""
+
+    def __init__(self, server: Server, path: Path) -> None:
+        self.path = path
+        path.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            ["systemd-socket-activate", "-l", str(path), *server.command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not path.exists():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise Failed(f"systemd-socket-activate did not listen on {path}")
+            time.sleep(0.001)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid  # systemd-socket-activate exec()s the server: same pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise Failed("no VmRSS")
+
+    def backlog(self) -> int:
+        """The listen queue size ss reports for our socket (Send-Q of a listening socket)."""
+        for line in run(["ss", "-xlnH"]).splitlines():
+            fields = line.split()
+            if str(self.path) in fields:
+                return int(fields[3])
+        raise Failed(f"{self.path} is not listening")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.path.unlink(missing_ok=True)
+
+
+class Bench:
+    def __init__(self, binaries: Path, venv: Path, work: Path, settings: Settings) -> None:
+        self.loadgen = str(binaries / "loadgen")
+        self.python = str(venv / "bin" / "python")
+        self.work = work
+        self.settings = settings
+        self.servers = [
+            Server("C reference (epoll)", [str(binaries / "reference_server")]),
+            Server("greeterd", [str(venv / "bin" / "greeterd")]),
+            Server("asyncio streams", [self.python, str(HERE / "peers" / "asyncio_streams.py")]),
+            Server(
+                "socketserver threads",
+                [self.python, str(HERE / "peers" / "threading_socketserver.py")],
+                holds_idle_clients=False,
+            ),
+        ]
+        self.interpreter: list[float] = []
+
+    def path(self) -> Path:
+        return self.work / "bench.sock"
+
+    def rate(self, running: Running, clients: int) -> tuple[float, float, float, float]:
+        """(greetings/s, p50 µs, p99 µs, server CPU µs per greeting) for closed-loop clients."""
+        cpu = running.cpu_seconds()
+        output = run(
+            [self.loadgen, "rate", str(running.path), str(clients), str(self.settings.seconds)]
+        )
+        spent = running.cpu_seconds() - cpu
+        count, errors, p50, p99 = (int(x) for x in output.split())
+        if errors or not count:
+            raise Failed(f"{errors} bad replies out of {count + errors}")
+        return count / self.settings.seconds, p50, p99, spent / count * 1e6
+
+    def with_idle(self, running: Running, idle: int) -> subprocess.Popen[str]:
+        """Start a loadgen that holds ``idle`` silent connections; returns once they are open."""
+        holder = subprocess.Popen(
+            [self.loadgen, "hold", str(running.path), str(idle), str(self.settings.seconds + 1.5)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None
+        line = holder.stdout.readline()
+        if not line.startswith("held"):
+            holder.kill()
+            raise Failed(f"could not hold {idle} idle connections: {line!r}")
+        time.sleep(0.2)  # let the server accept them
+        return holder
+
+    def measure_server(self, server: Server) -> None:
+        running = Running(server, self.path())
+        try:
+            cold = float(run([self.loadgen, "once", str(running.path)]))
+            server.record("cold_ms", cold / 1000)
+            for _ in range(3):
+                self.rate(running, 16)  # warm-up
+            server.record("rss_idle_kib", running.rss_kib())
+            server.record("backlog", running.backlog())
+            for clients in (16, 128):
+                rate, p50, p99, cpu = self.rate(running, clients)
+                server.record(f"rate_{clients}", rate)
+                server.record(f"p50_{clients}", p50)
+                server.record(f"p99_{clients}", p99)
+                server.record(f"cpu_{clients}", cpu)
+            holder = self.with_idle(running, 1)
+            server.record("rate_16_silent", self.rate(running, 16)[0])
+            holder.wait()
+            if server.holds_idle_clients:
+                idle = self.settings.idle_clients
+                before = running.rss_kib()
+                holder = self.with_idle(running, idle)
+                held = running.rss_kib()
+                server.record("rate_16_idle", self.rate(running, 16)[0])
+                server.record("bytes_per_idle", (held - before) * 1024 / idle)
+                holder.wait()
+                time.sleep(0.5)  # the server sees them close
+                server.record("rss_after_idle_kib", running.rss_kib())
+        finally:
+            running.stop()
+
+    def measure_cold(self) -> None:
+        """Cold activations, alternating servers with a bare interpreter start."""
+        for _ in range(self.settings.cold_runs):
+            self.interpreter.append(
+                float(run([self.loadgen, "exec", self.python, "-I", "-c", "pass"])) / 1000
+            )
+            for server in self.servers:
+                running = Running(server, self.path())
+                try:
+                    server.record(
+                        "cold_ms", float(run([self.loadgen, "once", str(running.path)])) / 1000
+                    )
+                finally:
+                    running.stop()
+
+    def run(self) -> None:
+        for number in range(self.settings.rounds):
+            print(f"round {number + 1}/{self.settings.rounds}", file=sys.stderr, flush=True)
+            for server in self.servers:
+                self.measure_server(server)
+        self.measure_cold()
+
+    def ratio(self, server: Server, metric: str) -> float | None:
+        """Median over rounds of this server's figure divided by C's in the same round."""
+        reference = self.servers[0].results.get(metric, [])
+        mine = server.results.get(metric, [])
+        pairs = [m / r for m, r in zip(mine, reference, strict=False) if r]
+        return statistics.median(pairs) if pairs else None
+
+    def report(self) -> str:
+        python_ms = statistics.median(self.interpreter)
+        lines = [
+            f"Machine: {machine()}",
+            f"Run: {self.settings.rounds} rounds of {self.settings.seconds:g} s per figure, "
+            f"{self.settings.cold_runs} cold starts per server; medians. "
+            f"`python3 -I -c pass` (the servers' interpreter): {python_ms:.1f} ms.",
+            "",
+            "| server | greetings/s at 16 | ratio to C | at 128 | ratio to C "
+            "| p50 / p99 at 16 (µs) | server CPU per greeting (µs) "
+            f"| at 16 with 1 silent client | with {self.settings.idle_clients} idle "
+            "| cold activation (ms) | cold / python -I -c pass | RSS idle (MiB) "
+            "| per idle client (B) | RSS after they left (MiB) | listen backlog after start |",
+            "|---" * 15 + "|",
+        ]
+        for server in self.servers:
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        server.name,
+                        fmt(server.median("rate_16"), "{:,.0f}"),
+                        fmt(self.ratio(server, "rate_16"), "{:.2f}"),
+                        fmt(server.median("rate_128"), "{:,.0f}"),
+                        fmt(self.ratio(server, "rate_128"), "{:.2f}"),
+                        latency(server),
+                        fmt(server.median("cpu_16"), "{:.1f}"),
+                        relative(server.median("rate_16_silent"), server.median("rate_16")),
+                        relative(server.median("rate_16_idle"), server.median("rate_16")),
+                        fmt(server.median("cold_ms"), "{:.1f}"),
+                        fmt(ratio_of(server.median("cold_ms"), python_ms), "{:.2f}"),
+                        fmt(kib_to_mib(server.median("rss_idle_kib")), "{:.1f}"),
+                        fmt(server.median("bytes_per_idle"), "{:,.0f}"),
+                        fmt(kib_to_mib(server.median("rss_after_idle_kib")), "{:.1f}"),
+                        fmt(server.median("backlog"), "{:.0f}"),
+                    ]
+                )
+                + " |"
+            )
+        return "\n".join(lines)
+
+
+def latency(server: Server) -> str:
+    return f"{fmt(server.median('p50_16'), '{:.0f}')} / {fmt(server.median('p99_16'), '{:.0f}')}"
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)
+
+
+def relative(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return "—"
+    return f"{value:,.0f} ({(value / base - 1) * 100:+.0f}%)"
+
+
+def ratio_of(value: float | None, base: float) -> float | None:
+    return None if value is None else value / base
+
+
+def kib_to_mib(value: float | None) -> float | None:
+    return None if value is None else value / 1024
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short correctness run (CI)")
+    args = parser.parse_args()
+    for tool in ("gcc", "systemd-socket-activate", "ss"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is missing (tests/run installs it)", file=sys.stderr)
+            return 1
+    settings = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="gbench-", dir="/tmp") as directory:
+        work = Path(directory)
+        try:
+            binaries, venv = build(work)
+            bench = Bench(binaries, venv, work, settings)
+            bench.run()
+        except Failed as failure:
+            print(f"bench: {failure}", file=sys.stderr)
+            return 1
+        print(bench.report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
