@@ -35,43 +35,101 @@ class ActivationError(Exception):
     """A socket greeterd was given or asked to bind that it cannot serve; the message says why."""
 
 
-def inherited_listeners() -> list[socket.socket]:
-    """Adopt every socket systemd passed (empty when not socket-activated).
+# How an inherited socket is served.
+LISTENER = "listener"  # a listening stream or seqpacket socket (Accept=no): accept() clients
+DATAGRAM = "datagram"  # a bound datagram socket: one message in, one reply to its sender
+CONNECTION = "connection"  # one accepted client (Accept=yes): serve it, then exit
+
+#: The fd name systemd gives the connection it passes with Accept=yes.
+CONNECTION_NAME = "connection"
+
+_SERVED_TYPES = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM)
+_WHAT_WE_SERVE = "greeterd serves AF_UNIX stream, seqpacket and datagram sockets"
+
+
+class Endpoint:
+    """An adopted socket, its name (FileDescriptorName=) and how to serve it (``kind``)."""
+
+    __slots__ = ("kind", "name", "sock")
+
+    def __init__(self, sock: socket.socket, name: str, kind: str) -> None:
+        self.sock = sock
+        self.name = name
+        self.kind = kind
+
+    @property
+    def message_mode(self) -> bool:
+        """One message is one request (seqpacket, datagram), instead of a byte stream."""
+        return self.sock.type != socket.SOCK_STREAM
+
+    def describe(self) -> str:
+        """'stream /run/greeter.sock' and the like, for STATUS= and the log."""
+        kind = {
+            socket.SOCK_STREAM: "stream",
+            socket.SOCK_SEQPACKET: "seqpacket",
+            socket.SOCK_DGRAM: "datagram",
+        }[self.sock.type]
+        if self.kind == CONNECTION:
+            return f"one {kind} connection ({self.name})"
+        address = self.sock.getsockname()
+        where = address if isinstance(address, str) and address else repr(address)
+        return f"{kind} {where} ({self.name})"
+
+
+def inherited_endpoints() -> list[Endpoint]:
+    """Adopt every socket systemd passed, with its name (empty when not socket-activated).
 
     Raises ActivationError for any passed fd greeterd cannot serve: a unit that hands over the
     wrong kind of socket is a configuration error to report, not to ignore.
     """
-    return [adopt_listener(fd) for fd in daemon.listen_fds()]
+    return [adopt(fd, name) for fd, name in daemon.listen_fds_with_names().items()]
 
 
-def adopt_listener(fd: int) -> socket.socket:
-    """Wrap an inherited fd as a non-blocking socket after checking it is what greeterd serves:
-    a listening AF_UNIX stream socket. Nothing is done to the socket besides O_NONBLOCK.
+def adopt(fd: int, name: str) -> Endpoint:
+    """Check an inherited fd and wrap it as a non-blocking socket; nothing else is done to it.
+
+    What it is decides how it is served: a listening stream or seqpacket socket (Accept=no), a
+    bound datagram socket, or a connected stream or seqpacket socket (Accept=yes, where systemd
+    names it "connection"). Anything else is refused by name.
     """
     try:
         sock = socket.socket(fileno=fd)  # detects family and type without a dup()
     except OSError as error:
-        raise ActivationError(f"fd {fd} is not a socket ({error.strerror})") from None
-    problem = _unservable(sock)
-    if problem:
+        raise ActivationError(f"fd {fd} ({name}) is not a socket ({error.strerror})") from None
+    try:
+        kind = _kind(sock, name)
+    except ActivationError as error:
         sock.detach()  # leave the fd alone: it is not ours to close
-        raise ActivationError(
-            f"fd {fd} is {problem}; greeterd serves listening AF_UNIX stream sockets"
-        )
-    # Accept until EAGAIN without blocking the loop. This flag is shared with systemd's copy of
-    # the socket, which systemd itself resets (NonBlocking=) for the next instance.
+        raise ActivationError(f"fd {fd} ({name}) is {error}; {_WHAT_WE_SERVE}") from None
+    if kind == DATAGRAM:
+        # Ask for each sender's credentials with its message, for the log (the unit's
+        # PassCredentials= does the same; SO_PEERCRED has nothing to say about datagrams).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    # Never block the loop. The flag is shared with systemd's copy of the socket, which
+    # systemd itself resets (NonBlocking=) for the next instance.
     sock.setblocking(False)
-    return sock
+    return Endpoint(sock, name, kind)
 
 
-def _unservable(sock: socket.socket) -> str | None:
+def _kind(sock: socket.socket, name: str) -> str:
     if sock.family != socket.AF_UNIX:
-        return f"a {getattr(sock.family, 'name', sock.family)} socket"
-    if sock.type != socket.SOCK_STREAM:
-        return f"a {getattr(sock.type, 'name', sock.type)} socket"
-    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-        return "a stream socket that is not listening"
-    return None
+        raise ActivationError(f"a {getattr(sock.family, 'name', sock.family)} socket")
+    if sock.type not in _SERVED_TYPES:
+        raise ActivationError(f"a {getattr(sock.type, 'name', sock.type)} socket")
+    if sock.type == socket.SOCK_DGRAM:
+        if not sock.getsockname():
+            raise ActivationError("a datagram socket bound to no address")
+        return DATAGRAM
+    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if listening and name == CONNECTION_NAME:
+        raise ActivationError(f"named {CONNECTION_NAME!r} (Accept=yes) but listening")
+    if listening:
+        return LISTENER
+    try:
+        sock.getpeername()
+    except OSError:
+        raise ActivationError("a socket that is neither listening nor connected") from None
+    return CONNECTION
 
 
 class BoundListener:
@@ -92,6 +150,7 @@ class BoundListener:
         self._identity = _identity(os.stat(path))
         self.sock.listen(BACKLOG)
         self.sock.setblocking(False)
+        self.endpoint = Endpoint(self.sock, "bound", LISTENER)
 
     def close(self) -> None:
         self.sock.close()

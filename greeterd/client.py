@@ -33,6 +33,13 @@ EX_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 #: milliseconds; the margin covers a busy machine and a queue of clients at activation.
 DEFAULT_TIMEOUT = 10.0
 
+#: --socket-type values and what they mean on the wire (README, Activation modes).
+SOCKET_TYPES = {
+    "stream": socket.SOCK_STREAM,  # a line, then the server closes
+    "seqpacket": socket.SOCK_SEQPACKET,  # one message each way
+    "datagram": socket.SOCK_DGRAM,  # one datagram each way, to our own (abstract) address
+}
+
 PROMPT = "What is your name? "
 START_HINT = "start it with: systemctl start greeter.socket"
 
@@ -42,6 +49,7 @@ class Settings:
 
     name: str | None = None
     socket = protocol.DEFAULT_SOCKET
+    socket_type = "stream"
     timeout = DEFAULT_TIMEOUT
 
 
@@ -55,6 +63,13 @@ COMMAND = cli.Command(
             "--socket",
             f"greeterd's socket; default $GREETER_SOCKET, else {protocol.DEFAULT_SOCKET}",
             metavar="PATH",
+        ),
+        cli.Option(
+            "--socket-type",
+            "stream (default), seqpacket or datagram: the kind of socket the server offers "
+            "at --socket",
+            metavar="TYPE",
+            convert=cli.choice(*SOCKET_TYPES),
         ),
         cli.Option(
             "--timeout",
@@ -105,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.EX_USAGE
     try:
         request = _request(_read_name(settings.name))
-        greeting = exchange(settings.socket, request, settings.timeout)
+        greeting = exchange(settings.socket, request, settings.timeout, settings.socket_type)
     except Failure as failure:
         sys.stderr.write(f"greeter-client: {failure}\n")
         return failure.status
@@ -141,15 +156,21 @@ def _request(name: str) -> bytes:
         raise Failure(f"cannot send that name: {error.reason}", EX_DATAERR) from None
 
 
-def exchange(path: str, request: bytes, timeout: float) -> str:
+def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stream") -> str:
     """Send one request to the server at ``path`` and return its greeting line."""
     deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_UNIX, SOCKET_TYPES[socket_type]) as sock:
         sock.settimeout(timeout)
         try:
+            if socket_type == "datagram":
+                sock.bind("")  # autobind: an abstract address for the reply to come back to
             sock.connect(path)
-            _send(sock, request)
-            reply = _receive(sock, deadline)
+            if socket_type == "stream":
+                _send(sock, request)
+                reply = _receive(sock, deadline)
+            else:
+                sock.send(request)  # one message is one request; the reply is one message
+                reply = sock.recv(protocol.MAX_REPLY_BYTES)
         except FileNotFoundError:
             raise Failure(
                 f"{path} does not exist: greeterd is not set up there; {START_HINT}", EX_NOHOST

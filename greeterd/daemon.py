@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import socket
 import sys
 
 from systemd import daemon
@@ -65,9 +64,11 @@ COMMAND = cli.Command(
         ),
     ],
     description=(
-        "Started by systemd through greeter.socket, greeterd adopts the listening socket "
-        "systemd passes (LISTEN_FDS) and only accepts on it. Otherwise it binds --socket "
-        "itself. Each client has "
+        "Started by systemd through greeter.socket, greeterd adopts the sockets systemd passes "
+        "(LISTEN_FDS, named by LISTEN_FDNAMES) and only accepts and answers on them: listening "
+        "stream and seqpacket sockets, datagram sockets, or with Accept=yes one connection "
+        "(named 'connection'), after which it exits. Otherwise it binds --socket itself. "
+        "Each client has "
         f"{server.READ_TIMEOUT:g} s from connecting to send a name of at most "
         f"{protocol.MAX_NAME_BYTES} bytes; at most {server.MAX_CONNECTIONS} clients are served "
         "at once and more wait in the socket's backlog. Logs go to the journal under systemd, "
@@ -97,12 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.LEVELS[settings.log_level], to_journal=activation.stderr_is_journal(os.environ)
     )
     try:
-        inherited = activation.inherited_listeners()
+        inherited = activation.inherited_endpoints()
         watchdog = activation.watchdog_interval(os.environ, os.getpid())
     except activation.ActivationError as error:
         logger.error(f"cannot start: {error}")
         return EX_CONFIG
-    _raise_fd_limit(logger)
     if inherited:
         return _serve(inherited, settings.exit_idle_time, watchdog, logger)
     try:
@@ -112,27 +112,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CANTCREAT
     try:
         # Nobody would start greeterd again after an idle exit, so it never exits on idle here.
-        return _serve([bound.sock], 0.0, watchdog, logger)
+        return _serve([bound.endpoint], 0.0, watchdog, logger)
     finally:
         bound.close()
 
 
 def _serve(
-    listeners: Sequence[socket.socket],
+    endpoints: Sequence[activation.Endpoint],
     exit_idle_time: float,
     watchdog: float | None,
     logger: log.Log,
 ) -> int:
+    if any(e.kind != activation.CONNECTION for e in endpoints):
+        _raise_fd_limit(logger)  # not for Accept=yes: that process serves one client
     greeter = server.Server(
-        listeners, logger, daemon.notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
+        endpoints, logger, daemon.notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _wake_loop)
     greeter.watch_wakeup_fd(read_fd)
-    paths = ", ".join(str(sock.getsockname()) for sock in listeners)
-    daemon.notify(f"READY=1\nSTATUS=Greeting on {paths}")
+    where = ", ".join(endpoint.describe() for endpoint in endpoints)
+    daemon.notify(f"READY=1\nSTATUS=Greeting on {where}")
     greeter.run()
     return EX_OK
 

@@ -2,7 +2,9 @@
 
 A request is a name in UTF-8 ended by ``\\n`` (``\\r\\n`` is accepted; a client that half-closes
 without a newline has sent its whole name). The reply is ``Hello, {name}\\n``, or one line
-``error: {reason}\\n`` when the name is refused; either way the server then closes.
+``error: {reason}\\n`` when the name is refused; either way the server then closes. On
+message sockets (SOCK_SEQPACKET, SOCK_DGRAM) one message is one name, its newline optional,
+and the reply is one message.
 
 Daemon and client share this module, so the client refuses locally exactly what the daemon
 would refuse, and both quote the same limits. It imports nothing: the daemon loads it on every
@@ -95,6 +97,19 @@ def parse_name(line: bytes) -> str:
     if not name:
         raise ProtocolError(EMPTY)
     return name
+
+
+def parse_message(message: bytes) -> str:
+    """Decode and check a name sent as one message; a trailing newline (or CRLF) is optional.
+
+    Message sockets keep message boundaries, so nothing is buffered: a message longer than
+    MAX_REQUEST_BYTES (read with one byte to spare) is refused as too long.
+    """
+    if len(message) > MAX_REQUEST_BYTES:
+        raise ProtocolError(TOO_LONG)
+    if message.endswith(b"\n"):
+        message = message[:-2] if message.endswith(b"\r\n") else message[:-1]
+    return parse_name(message)
 
 
 def encode_request(name: str) -> bytes:

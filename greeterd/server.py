@@ -1,5 +1,9 @@
 """The accept-and-answer loop: one thread, epoll, and a fast path for clients that are ready.
 
+It serves every kind of endpoint activation.py adopts: listening stream and seqpacket sockets
+(Accept=no), datagram sockets, and a single connection passed with Accept=yes (then it
+returns once that client is served).
+
 Shape, chosen for throughput and cold-start time (README, Performance): no asyncio (its import
 alone costs several interpreter start-ups, and start_unix_server() would call listen() again on
 systemd's socket), one epoll set, and a fast path that answers right after accept() when the
@@ -23,6 +27,7 @@ import time
 from collections import deque
 
 from greeterd import protocol
+from greeterd.activation import CONNECTION, DATAGRAM, LISTENER
 from greeterd.log import DEBUG
 from greeterd.protocol import ProtocolError
 
@@ -30,6 +35,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from greeterd.activation import Endpoint
     from greeterd.log import Log
 
 #: Seconds a client has, from accept(), to send its whole name. A local client that has a name
@@ -61,23 +67,30 @@ _MSG_DONTWAIT = socket.MSG_DONTWAIT
 _AF_UNIX = socket.AF_UNIX
 _SOCK_STREAM = socket.SOCK_STREAM
 _IN = select.EPOLLIN
+# A message is read with one byte to spare, so one that is too long shows as too long.
+_MESSAGE_BYTES = protocol.MAX_REQUEST_BYTES + 1
+_CREDENTIALS_SPACE = socket.CMSG_SPACE(12)  # struct ucred: pid, uid, gid
+_UNKNOWN_PEER = (-1, -1, -1)
 
 
 class Connection:
     """A client that connected before its name arrived."""
 
-    __slots__ = ("buffer", "deadline", "fd", "open", "sock")
+    __slots__ = ("buffer", "deadline", "fd", "message_mode", "open", "sock")
 
-    def __init__(self, sock: socket.socket, deadline: float, buffer: bytes) -> None:
+    def __init__(
+        self, sock: socket.socket, deadline: float, buffer: bytes, message_mode: bool
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()  # still the key once the socket is closed
         self.deadline = deadline
         self.buffer = buffer
+        self.message_mode = message_mode
         self.open = True
 
 
 class Server:
-    """Greets clients on the given listening sockets until told to stop, then drains.
+    """Greets clients on the given endpoints until told to stop, then drains.
 
     ``notify`` sends sd_notify(3) lines (a no-op outside systemd). ``exit_idle_time`` > 0 makes
     the server stop once nothing has happened for that long; only pass it when systemd can
@@ -87,7 +100,7 @@ class Server:
 
     def __init__(
         self,
-        listeners: Sequence[socket.socket],
+        endpoints: Sequence[Endpoint],
         log: Log,
         notify: Callable[[str], object],
         *,
@@ -109,7 +122,11 @@ class Server:
         self.lost = 0  # clients that left before an answer could reach them
         self._reported = (0, 0)  # (greeted, refused) in the last STATUS=
         self.stopping = False
-        self._listeners = {sock.fileno(): sock for sock in listeners}
+        self._listeners = {e.sock.fileno(): e.sock for e in endpoints if e.kind == LISTENER}
+        self._datagrams = {e.sock.fileno(): e.sock for e in endpoints if e.kind == DATAGRAM}
+        self._handed_over = [e.sock for e in endpoints if e.kind == CONNECTION]
+        # Accept=yes: nothing to accept, so the work is done when the one client is.
+        self._one_shot = not (self._listeners or self._datagrams)
         self._connections: dict[int, Connection] = {}
         self._deadlines: deque[Connection] = deque()  # accept order is deadline order
         self._epoll = select.epoll()
@@ -128,12 +145,13 @@ class Server:
 
     def run(self) -> None:
         """Serve until SIGTERM (via watch_wakeup_fd) or exit-on-idle, then drain and return."""
-        for sock in self._listeners.values():
-            self._accept(sock)  # whoever woke systemd up is already queued: greet them first
+        for sock in self._handed_over:
+            self._serve_new(sock, sock.type != _SOCK_STREAM)
+        self._wake_up_every_endpoint()  # whoever woke systemd up is queued: serve them first
         while True:
             now = self.clock()
             self._housekeeping(now)
-            if self.stopping and not self._connections:
+            if (self.stopping or self._one_shot) and not self._connections:
                 break
             for fd, _ in self._epoll.poll(self._poll_timeout(now)):
                 connection = self._connections.get(fd)
@@ -141,9 +159,17 @@ class Server:
                     self._read(connection)
                 elif fd in self._listeners:
                     self._accept(self._listeners[fd])
+                elif fd in self._datagrams:
+                    self._receive(self._datagrams[fd])
                 elif fd == self._wakeup_fd:
                     self._on_wakeup()
         self._epoll.close()
+
+    def _wake_up_every_endpoint(self) -> None:
+        for sock in self._listeners.values():
+            self._accept(sock)
+        for sock in self._datagrams.values():
+            self._receive(sock)
 
     def watch_wakeup_fd(self, fd: int) -> None:
         """Stop (drain and return) when ``fd`` becomes readable: signal.set_wakeup_fd's pipe."""
@@ -206,8 +232,7 @@ class Server:
         # Re-check: a client that connected since the last wake-up is served, not stranded.
         # One that connects after this stays queued, and systemd starts the next instance.
         before = self._last_activity
-        for sock in self._listeners.values():
-            self._accept(sock)
+        self._wake_up_every_endpoint()
         if self._connections or self._last_activity != before:
             return
         self.stop(f"idle for {self.exit_idle_time:g}s")
@@ -222,10 +247,12 @@ class Server:
     # -- accepting --------------------------------------------------------------------------
 
     def _set_accepting(self, accepting: bool) -> None:
+        """Watch the listening and datagram sockets, or stop watching them: new clients then
+        wait in the kernel (listen backlog, socket receive queue)."""
         if accepting == self._accepting or (accepting and self.stopping):
             return
         self._accepting = accepting
-        for fd in self._listeners:
+        for fd in [*self._listeners, *self._datagrams]:
             if accepting:
                 self._epoll.register(fd, _IN)
             else:
@@ -238,6 +265,8 @@ class Server:
         # socket.accept() also converts family and type to enums for every client, about
         # 1 µs of a ~15 µs greeting; the family and type are known.
         accept = listener._accept  # type: ignore[attr-defined]
+        kind = listener.type
+        message_mode = kind != _SOCK_STREAM
         for accepted in range(ACCEPT_BATCH):
             try:
                 fd, _ = accept()
@@ -253,18 +282,7 @@ class Server:
             if self._accept_failures:
                 self.log.notice(f"accepting again after {self._accept_failures} failed accept()s")
                 self._accept_failures = 0
-            sock = socket.socket(_AF_UNIX, _SOCK_STREAM, 0, fd)
-            try:
-                data = sock.recv(protocol.MAX_REQUEST_BYTES, _MSG_DONTWAIT)
-            except BlockingIOError:
-                data = b""
-            except OSError:
-                self._lose(sock)
-                continue
-            else:
-                if self._answer(sock, data, eof=not data):
-                    continue
-            self._park(sock, data)
+            self._serve_new(socket.socket(_AF_UNIX, kind, 0, fd), message_mode)
             if len(self._connections) >= self.max_connections:
                 self._set_accepting(False)  # resumed by _forget(): clients wait in the backlog
                 break
@@ -286,18 +304,36 @@ class Server:
 
     # -- serving ----------------------------------------------------------------------------
 
-    def _park(self, sock: socket.socket, received: bytes) -> None:
+    def _serve_new(self, sock: socket.socket, message_mode: bool) -> None:
+        """Answer a new client at once if its request is there, else park it."""
+        wanted = _MESSAGE_BYTES if message_mode else protocol.MAX_REQUEST_BYTES
+        try:
+            data = sock.recv(wanted, _MSG_DONTWAIT)
+        except BlockingIOError:
+            self._park(sock, b"", message_mode)
+            return
+        except OSError:
+            self._lose(sock)
+            return
+        if not self._answer(sock, data, not data, message_mode):
+            self._park(sock, data, message_mode)
+
+    def _park(self, sock: socket.socket, received: bytes, message_mode: bool) -> None:
         """Wait in epoll for the rest of a request, until the read deadline."""
         sock.setblocking(False)
-        connection = Connection(sock, self.clock() + self.read_timeout, received)
+        connection = Connection(sock, self.clock() + self.read_timeout, received, message_mode)
         self._connections[connection.fd] = connection
         self._deadlines.append(connection)
         self._epoll.register(connection.fd, _IN)
 
     def _read(self, connection: Connection) -> None:
         sock = connection.sock
+        message_mode = connection.message_mode
+        wanted = (
+            _MESSAGE_BYTES if message_mode else protocol.MAX_REQUEST_BYTES - len(connection.buffer)
+        )
         try:
-            data = sock.recv(protocol.MAX_REQUEST_BYTES - len(connection.buffer))
+            data = sock.recv(wanted)
         except BlockingIOError:
             return
         except OSError:
@@ -305,20 +341,26 @@ class Server:
             self._lose(sock)
             return
         connection.buffer += data
-        if self._answer(sock, connection.buffer, eof=not data):
+        if self._answer(sock, connection.buffer, not data, message_mode):
             self._forget(connection)
 
-    def _answer(self, sock: socket.socket, buffer: bytes, eof: bool) -> bool:
+    def _answer(self, sock: socket.socket, buffer: bytes, eof: bool, message_mode: bool) -> bool:
         """Greet or refuse, then close, if ``buffer`` holds a whole request; return whether
         it did. The one place a ProtocolError becomes an error line and a log line."""
         try:
-            line = protocol.find_request(buffer, eof)
-            if line is None:
-                return False
-            if not buffer:
-                self._lose(sock)  # connected and left without a word: nobody to answer
-                return True
-            name = protocol.parse_name(line)
+            if message_mode:
+                if not buffer:
+                    self._lose(sock)  # EOF (or an empty message): nobody to answer
+                    return True
+                name = protocol.parse_message(buffer)
+            else:
+                line = protocol.find_request(buffer, eof)
+                if line is None:
+                    return False
+                if not buffer:
+                    self._lose(sock)  # connected and left without a word: nobody to answer
+                    return True
+                name = protocol.parse_name(line)
         except ProtocolError as error:
             self._refuse(sock, error.reason, buffer)
             return True
@@ -329,8 +371,12 @@ class Server:
         return True
 
     def _refuse(self, sock: socket.socket, reason: str, received: bytes) -> None:
-        pid, uid, gid = _peer_credentials(sock)
+        peer = _peer_credentials(sock)
         self._send_and_close(sock, protocol.format_error(reason))
+        self._log_refusal(peer, reason, received)
+
+    def _log_refusal(self, peer: tuple[int, int, int], reason: str, received: bytes) -> None:
+        pid, uid, gid = peer
         self.refused += 1
         self.log.notice(
             f"refused request from pid {pid} uid {uid}: {reason}: {protocol.describe(received)}",
@@ -356,6 +402,39 @@ class Server:
             self.log.debug(f"client left before sending a name ({_peer(sock)})")
         sock.close()
 
+    def _receive(self, sock: socket.socket) -> None:
+        """Answer up to ACCEPT_BATCH datagrams, each with one datagram to its sender."""
+        if not self._accepting:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                message, ancillary, _, sender = sock.recvmsg(
+                    _MESSAGE_BYTES, _CREDENTIALS_SPACE, _MSG_DONTWAIT
+                )
+            except BlockingIOError:
+                break
+            except OSError as error:
+                self.log.warning(f"receiving a datagram failed: {error.strerror}")
+                break
+            self._last_activity = self.clock()
+            peer = _sender_credentials(ancillary)
+            if not sender:
+                # An unbound client has no address to reply to: say so in the log only.
+                self._log_refusal(
+                    peer, "datagram from an unbound socket: no reply possible", message
+                )
+                continue
+            try:
+                reply = protocol.format_reply(protocol.parse_message(message))
+                self.greeted += 1
+            except ProtocolError as error:
+                reply = protocol.format_error(error.reason)
+                self._log_refusal(peer, error.reason, message)
+            try:
+                sock.sendto(reply, _MSG_DONTWAIT, sender)
+            except OSError:
+                self.lost += 1  # gone, or its receive queue is full
+
     def _forget(self, connection: Connection) -> None:
         connection.open = False  # its deadline entry is dropped lazily
         del self._connections[connection.fd]  # closing the socket unregistered it from epoll
@@ -373,9 +452,20 @@ class Server:
 def _peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the client, from SO_PEERCRED; (-1, -1, -1) if the kernel has none."""
     try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        return _ucred(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     except OSError:
-        return -1, -1, -1
+        return _UNKNOWN_PEER
+
+
+def _sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int, int]:
+    """(pid, uid, gid) from a datagram's SCM_CREDENTIALS, or unknown ones."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+            return _ucred(data)
+    return _UNKNOWN_PEER
+
+
+def _ucred(raw: bytes) -> tuple[int, int, int]:
     pid, uid, gid = (int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8))
     return pid, uid, gid
 

@@ -21,8 +21,10 @@ def activate(sock_dir: Path) -> Iterator[Callable[..., Activated]]:
     """Start greeterd under systemd-socket-activate with the given arguments; stopped after."""
     started: list[Activated] = []
 
-    def start(*args: str, wrapper: tuple[str, ...] = ()) -> Activated:
-        daemon = Activated(sock_dir, *args, wrapper=wrapper)
+    def start(
+        *args: str, wrapper: tuple[str, ...] = (), flags: tuple[str, ...] = (), wait: bool = True
+    ) -> Activated:
+        daemon = Activated(sock_dir, *args, wrapper=wrapper, flags=flags, wait=wait)
         started.append(daemon)
         return daemon
 

@@ -97,16 +97,29 @@ class Activated:
     with LISTEN_FDS on the first connection. ``log`` is greeterd's standard error.
     """
 
-    def __init__(self, directory: Path, *args: str, wrapper: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *args: str,
+        wrapper: tuple[str, ...] = (),
+        flags: tuple[str, ...] = (),
+        wait: bool = True,
+    ) -> None:
         self.path = directory / "greeter.sock"
         self.log_path = directory / "greeterd.log"
+        activate = ["systemd-socket-activate", *flags, "-l", str(self.path)]
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [*wrapper, "systemd-socket-activate", "-l", str(self.path), GREETERD, *args],
+                [*wrapper, *activate, GREETERD, *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self.path.exists, what=f"systemd-socket-activate to bind {self.path}")
+        if wait:
+            try:
+                wait_for(self.path.exists, what=f"systemd-socket-activate to bind {self.path}")
+            except AssertionError:
+                self.kill()
+                raise
 
     @property
     def log(self) -> str:

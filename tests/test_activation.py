@@ -1,6 +1,7 @@
 """Where sockets come from: inherited fds, our own bind, and systemd's environment."""
 
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -11,8 +12,8 @@ from greeterd import activation
 from greeterd.activation import ActivationError, BoundListener
 
 
-def listening_socket(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def listening_socket(path: Path, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, kind)
     sock.bind(str(path))
     sock.listen(16)
     return sock
@@ -21,37 +22,69 @@ def listening_socket(path: Path) -> socket.socket:
 def test_a_listening_unix_stream_socket_is_adopted_as_is(sock_dir):
     """The same fd comes back, non-blocking, still listening, with its backlog untouched."""
     with listening_socket(sock_dir / "s") as original:
-        adopted = activation.adopt_listener(original.fileno())
-        assert adopted.fileno() == original.fileno()
-        assert adopted.getblocking() is False
-        assert adopted.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
-        adopted.detach()
+        endpoint = activation.adopt(original.fileno(), "stream")
+        assert endpoint.kind == activation.LISTENER
+        assert (endpoint.name, endpoint.message_mode) == ("stream", False)
+        assert endpoint.sock.fileno() == original.fileno()
+        assert endpoint.sock.getblocking() is False
+        assert endpoint.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        assert endpoint.describe() == f"stream {sock_dir / 's'} (stream)"
+        endpoint.sock.detach()
+
+
+def test_a_listening_seqpacket_socket_is_a_message_listener(sock_dir):
+    """SOCK_SEQPACKET listeners are accepted on like streams, but read message by message."""
+    with listening_socket(sock_dir / "q", socket.SOCK_SEQPACKET) as original:
+        endpoint = activation.adopt(original.fileno(), "seqpacket")
+        assert (endpoint.kind, endpoint.message_mode) == (activation.LISTENER, True)
+        endpoint.sock.detach()
+
+
+def test_a_bound_datagram_socket_is_served_with_sender_credentials(sock_dir):
+    """A datagram socket is adopted as such, with SO_PASSCRED on for the log's uid and pid."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as original:
+        original.bind(str(sock_dir / "d"))
+        endpoint = activation.adopt(original.fileno(), "datagram")
+        assert (endpoint.kind, endpoint.message_mode) == (activation.DATAGRAM, True)
+        assert endpoint.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED) == 1
+        endpoint.sock.detach()
+
+
+def test_a_connected_socket_is_one_client_to_serve():
+    """Accept=yes passes a connected socket (named "connection"): served once."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        endpoint = activation.adopt(ours.fileno(), activation.CONNECTION_NAME)
+        assert endpoint.kind == activation.CONNECTION
+        assert endpoint.describe() == "one stream connection (connection)"
+        endpoint.sock.detach()
 
 
 @pytest.mark.parametrize(
-    ("make", "problem"),
+    ("make", "name", "problem"),
     [
-        (lambda d: socket.socket(socket.AF_INET, socket.SOCK_STREAM), "AF_INET socket"),
-        (lambda d: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), "SOCK_DGRAM socket"),
-        (lambda d: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "not listening"),
+        (lambda d: socket.socket(socket.AF_INET, socket.SOCK_STREAM), "web", "AF_INET socket"),
+        (lambda d: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), "d", "bound to no address"),
+        (lambda d: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "s", "neither listening nor"),
+        (lambda d: listening_socket(d / "l"), "connection", "named 'connection' (Accept=yes) but"),
     ],
-    ids=["inet", "datagram", "not listening"],
+    ids=["inet", "unbound datagram", "neither listening nor connected", "listening connection"],
 )
-def test_sockets_greeterd_cannot_serve_are_refused_by_name(sock_dir, make, problem):
-    """The error says which fd and what is wrong with it, and the fd is left open."""
+def test_sockets_greeterd_cannot_serve_are_refused_by_name(sock_dir, make, name, problem):
+    """The error names the fd, its name and what is wrong with it; the fd is left open."""
     with make(sock_dir) as sock:
-        with pytest.raises(ActivationError, match=problem) as refused:
-            activation.adopt_listener(sock.fileno())
-        assert f"fd {sock.fileno()}" in str(refused.value)
+        with pytest.raises(ActivationError, match=re.escape(problem)) as refused:
+            activation.adopt(sock.fileno(), name)
+        assert f"fd {sock.fileno()} ({name})" in str(refused.value)
         os.fstat(sock.fileno())  # still open
 
 
 def test_an_fd_that_is_not_a_socket_is_refused(sock_dir):
-    """A pipe passed as a listening socket is a configuration error, not a crash."""
+    """A pipe passed as a socket is a configuration error, not a crash."""
     read_end, write_end = os.pipe()
     try:
         with pytest.raises(ActivationError, match="not a socket"):
-            activation.adopt_listener(read_end)
+            activation.adopt(read_end, "pipe")
     finally:
         os.close(read_end)
         os.close(write_end)

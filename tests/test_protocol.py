@@ -190,3 +190,27 @@ def test_describe_is_bounded():
     shown = protocol.describe("x" * 10_000)
     assert len(shown) <= protocol.MAX_DESCRIBED_CHARS + 5
     assert shown.endswith("...")
+
+
+@pytest.mark.parametrize(
+    ("message", "outcome"),
+    [
+        (b"Zo\xc3\xab", "Zoë"),
+        (b"Zo\xc3\xab\n", "Zoë"),
+        (b"Zo\xc3\xab\r\n", "Zoë"),
+        (b"a\nb", protocol.CONTROL_CHARACTER),
+        (b"Zoe\r", protocol.CONTROL_CHARACTER),
+        (b"\n", protocol.EMPTY),
+        (b"a" * protocol.MAX_NAME_BYTES + b"\r\n", "a" * protocol.MAX_NAME_BYTES),
+        (b"a" * (protocol.MAX_REQUEST_BYTES + 1), protocol.TOO_LONG),
+    ],
+    ids=["bare", "LF", "CRLF", "inner newline", "bare CR", "empty", "limit with CRLF", "too long"],
+)
+def test_a_message_is_one_name_with_an_optional_newline(message, outcome):
+    """Seqpacket and datagram requests: one message, a trailing LF or CRLF optional."""
+    if outcome in REASONS:
+        with pytest.raises(ProtocolError) as refused:
+            protocol.parse_message(message)
+        assert refused.value.reason == outcome
+    else:
+        assert protocol.parse_message(message) == outcome

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from greeterd import log, protocol
+from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, Endpoint
 from greeterd.server import Server
 from tests.support import connect, exchange, greet, read_reply, wait_for
+
+HELLO = "Hello, Zoë\n".encode()
 
 
 class Running:
@@ -29,7 +32,7 @@ class Running:
         self.stream = io.StringIO()
         self.notified: list[str] = []
         self.server = Server(
-            [self.listener],
+            [Endpoint(self.listener, "test", LISTENER)],
             log.Log(log.DEBUG, to_journal=False, stream=self.stream),
             self.notified.append,
             **settings,  # type: ignore[arg-type]
@@ -200,3 +203,96 @@ def test_a_client_that_leaves_without_a_word_is_not_a_refusal(serve):
         wait_for(lambda: running.server.lost == 1, what="the lost client")
     assert running.server.refused == 0
     assert "refused" not in running.log
+
+
+def serve_endpoints(
+    *endpoints: Endpoint, read_timeout: float = 5.0
+) -> tuple[Server, threading.Thread, io.StringIO]:
+    """A Server on ``endpoints`` running in a thread, logging to the returned stream."""
+    stream = io.StringIO()
+    logger = log.Log(log.DEBUG, to_journal=False, stream=stream)
+    server = Server(list(endpoints), logger, lambda _: None, read_timeout=read_timeout)
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    return server, thread, stream
+
+
+def test_a_handed_over_connection_is_served_and_then_the_loop_returns():
+    """Accept=yes: one connected socket, one greeting, and run() returns by itself."""
+    ours, client = socket.socketpair()
+    ours.setblocking(False)
+    server, thread, _ = serve_endpoints(Endpoint(ours, "connection", CONNECTION))
+    with client:
+        client.sendall(b"Ada\n")
+        assert read_reply(client) == b"Hello, Ada\n"
+    thread.join(5)
+    assert not thread.is_alive()
+    assert server.greeted == 1
+
+
+def test_a_silent_handed_over_connection_times_out_and_the_loop_returns():
+    """Accept=yes and a client that says nothing: the timeout line, then run() returns."""
+    ours, client = socket.socketpair()
+    ours.setblocking(False)
+    _, thread, _ = serve_endpoints(Endpoint(ours, "connection", CONNECTION), read_timeout=0.2)
+    with client:
+        assert read_reply(client) == protocol.format_error(protocol.TIMED_OUT)
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_seqpacket_clients_send_one_message_and_get_one_reply(sock_dir):
+    """On a seqpacket listener a message is a name (newline optional), the reply a message."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(sock_dir / "q"))
+    listener.listen(8)
+    listener.setblocking(False)
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK)
+    server, thread, _ = serve_endpoints(Endpoint(listener, "seqpacket", LISTENER))
+    server.watch_wakeup_fd(wake_read)
+    try:
+        for message, reply in [
+            (b"Zo\xc3\xab", HELLO),
+            (b"Ada\n", b"Hello, Ada\n"),
+            (b"a\nb", b"error: control character in name\n"),
+        ]:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
+                client.settimeout(5)
+                client.connect(str(sock_dir / "q"))
+                client.send(message)
+                assert client.recv(4096) == reply
+    finally:
+        os.write(wake_write, bytes([signal.SIGTERM]))
+        thread.join(5)
+        listener.close()
+        os.close(wake_read)
+        os.close(wake_write)
+
+
+def test_datagrams_are_answered_to_their_sender_with_credentials_logged(sock_dir):
+    """A datagram socket: each message gets one reply at the sender's address; refusals are
+    logged with the sender's pid and uid from SCM_CREDENTIALS."""
+    endpoint_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    endpoint_sock.bind(str(sock_dir / "d"))
+    endpoint_sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    endpoint_sock.setblocking(False)
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK)
+    server, thread, stream = serve_endpoints(Endpoint(endpoint_sock, "datagram", DATAGRAM))
+    server.watch_wakeup_fd(wake_read)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            client.bind("")  # an abstract address to reply to
+            client.connect(str(sock_dir / "d"))
+            client.send(b"Zo\xc3\xab\n")
+            assert client.recv(4096) == HELLO
+            client.send(b"\x1b[2J")
+            assert client.recv(4096) == b"error: control character in name\n"
+        wait_for(lambda: "refused" in stream.getvalue(), what="the refusal's log line")
+        assert f"pid {os.getpid()} uid {os.getuid()}" in stream.getvalue()
+    finally:
+        os.write(wake_write, bytes([signal.SIGTERM]))
+        thread.join(5)
+        endpoint_sock.close()
+        os.close(wake_read)
+        os.close(wake_write)

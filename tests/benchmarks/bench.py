@@ -52,7 +52,8 @@ QUICK = Settings(rounds=1, seconds=0.5, cold_runs=3, idle_clients=200)
 class Server:
     name: str
     command: list[str]
-    holds_idle_clients: bool = True  # False: one thread per client, 5,000 threads is no test
+    holds_idle_clients: bool = True  # False: a thread or process per client; 5,000 is no test
+    activate_flags: tuple[str, ...] = ()  # ("--accept", ...): a process per client, no RSS
     results: dict[str, list[float]] = field(default_factory=dict)
 
     def record(self, metric: str, value: float) -> None:
@@ -98,7 +99,7 @@ class Running:
         self.path = path
         path.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            ["systemd-socket-activate", "-l", str(path), *server.command],
+            ["systemd-socket-activate", *server.activate_flags, "-l", str(path), *server.command],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -113,8 +114,10 @@ class Running:
         return self.process.pid  # systemd-socket-activate exec()s the server: same pid
 
     def cpu_seconds(self) -> float:
+        """CPU time of the server, with its reaped children (Accept=yes: one per client)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -147,9 +150,16 @@ class Bench:
         self.python = str(venv / "bin" / "python")
         self.work = work
         self.settings = settings
+        greeterd = str(venv / "bin" / "greeterd")
         self.servers = [
             Server("C reference (epoll)", [str(binaries / "reference_server")]),
-            Server("greeterd", [str(venv / "bin" / "greeterd")]),
+            Server("greeterd", [greeterd]),
+            Server(
+                "greeterd, Accept=yes",
+                [greeterd],
+                holds_idle_clients=False,
+                activate_flags=("--accept", "--fdname=connection"),
+            ),
             Server("asyncio streams", [self.python, str(HERE / "peers" / "asyncio_streams.py")]),
             Server(
                 "socketserver threads",
@@ -196,7 +206,8 @@ class Bench:
             server.record("cold_ms", cold / 1000)
             for _ in range(3):
                 self.rate(running, 16)  # warm-up
-            server.record("rss_idle_kib", running.rss_kib())
+            if not server.activate_flags:  # with --accept it would be the activator's RSS
+                server.record("rss_idle_kib", running.rss_kib())
             server.record("backlog", running.backlog())
             for clients in (16, 128):
                 rate, p50, p99, cpu = self.rate(running, clients)

@@ -107,6 +107,14 @@ class Container:
             time.sleep(0.1)
         return state
 
+    def wait_for_status(self, unit: str, text: str, timeout: float = 10) -> str:
+        """Wait until the unit's STATUS= (StatusText) contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while text not in (status := self.show(unit, "StatusText")["StatusText"]):
+            assert time.monotonic() < deadline, f"{unit} status stayed {status!r}"
+            time.sleep(0.1)
+        return status
+
     def drop_in(self, unit: str, name: str, text: str) -> None:
         """Add /etc/systemd/system/UNIT.d/NAME.conf and reload, as an admin would."""
         directory = f"/etc/systemd/system/{unit}.d"

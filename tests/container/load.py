@@ -1,6 +1,7 @@
 """Client load that runs inside the container, with nothing but Debian's python3.
 
-    python3 - steady SECONDS THREADS     greet in a loop from THREADS threads until SECONDS pass
+    python3 - steady SECONDS THREADS [PATH]  greet in a loop from THREADS threads until SECONDS
+                                             pass (PATH: another socket than /run/greeter.sock)
     python3 - burst COUNT                connect COUNT clients at once, then send and read all
     python3 - idle-boundary ROUNDS GAP   one greeting, then a pause of GAP seconds give or take
                                          10%, ROUNDS times: pauses that straddle an idle exit
@@ -62,6 +63,7 @@ class Tally:
 
 def steady(seconds: float, threads: int) -> None:
     tally = Tally()
+    started = time.monotonic()
     deadline = time.monotonic() + seconds
     counter = iter(range(10**9))
 
@@ -74,7 +76,7 @@ def steady(seconds: float, threads: int) -> None:
         thread.start()
     for thread in workers:
         thread.join()
-    tally.report()
+    tally.report(per_second=round(tally.greeted / (time.monotonic() - started)))
 
 
 def burst(count: int) -> None:
@@ -111,6 +113,8 @@ def idle_boundary(rounds: int, gap: float) -> None:
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "steady":
+        if len(args) > 2:
+            PATH = args[2]
         steady(float(args[0]), int(args[1]))
     elif mode == "burst":
         burst(int(args[0]))

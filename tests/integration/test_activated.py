@@ -198,5 +198,5 @@ def test_a_socket_greeterd_cannot_serve_is_refused_at_start():
     with socket.create_connection(("127.0.0.1", port)):
         _, err = process.communicate(timeout=20)
     assert process.returncode == 78, err
-    assert "fd 3 is a AF_INET socket; greeterd serves listening AF_UNIX stream sockets" in err
+    assert "fd 3 (unknown) is a AF_INET socket; greeterd serves AF_UNIX stream" in err
     assert "Traceback" not in err

@@ -19,4 +19,10 @@ def test_the_benchmark_runs_and_every_reply_is_right():
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     names = [row.split("|")[1].strip() for row in rows[1:]]
-    assert names == ["C reference (epoll)", "greeterd", "asyncio streams", "socketserver threads"]
+    assert names == [
+        "C reference (epoll)",
+        "greeterd",
+        "greeterd, Accept=yes",
+        "asyncio streams",
+        "socketserver threads",
+    ]

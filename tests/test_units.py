@@ -1,0 +1,30 @@
+"""The unit files in packaging/: what must stay consistent between them."""
+
+from tests.support import ROOT
+
+PACKAGING = ROOT / "packaging"
+SANDBOX_START = "# -- identity and privileges"
+
+
+def sandbox(unit: str) -> str:
+    text = (PACKAGING / unit).read_text()
+    assert SANDBOX_START in text, f"{unit} has no sandbox section"
+    return text[text.index(SANDBOX_START) :]
+
+
+def test_the_accept_template_has_exactly_the_main_services_sandbox():
+    """greeter-accept@.service copies greeter.service's sandbox; this keeps them identical."""
+    assert sandbox("greeter-accept@.service") == sandbox("greeter.service")
+
+
+def test_every_socket_unit_names_a_socket_under_run():
+    """Each socket listens on its own path in /run, removed when the socket stops."""
+    paths = []
+    for unit in sorted(PACKAGING.glob("*.socket")):
+        lines = unit.read_text().splitlines()
+        listen = [line.split("=", 1)[1] for line in lines if line.startswith("Listen")]
+        assert len(listen) == 1, unit.name
+        assert listen[0].startswith("/run/greeter"), unit.name
+        assert "RemoveOnStop=yes" in lines, unit.name
+        paths.append(listen[0])
+    assert len(set(paths)) == len(paths) == 4
