@@ -8,6 +8,8 @@ value (``--opt VALUE`` or ``--opt=VALUE``), flags, ``-h``/``--help`` and ``--ver
 
 from __future__ import annotations
 
+import sys
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -105,6 +107,20 @@ class Command:
                 setattr(settings, option.dest, option.convert(value))
             except ValueError as error:
                 raise UsageError(f"{flag}: {error}") from None
+
+    def parse_or_exit(self, argv: Sequence[str] | None, settings: object) -> int | None:
+        """Parse ``argv`` (default: sys.argv[1:]) into ``settings``; return None to go on, or
+        the exit status after printing --help, --version or what is wrong with the command line.
+        """
+        try:
+            self.parse(sys.argv[1:] if argv is None else argv, settings)
+        except Exit as done:
+            sys.stdout.write(done.text)
+            return 0
+        except UsageError as error:
+            sys.stderr.write(f"{self.prog}: {error}\n")
+            return EX_USAGE
+        return None
 
     def help(self) -> str:
         """The --help text: usage, what the program does, each option, the exit statuses."""

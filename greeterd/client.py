@@ -110,14 +110,9 @@ class Failure(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     settings.socket = os.environ.get("GREETER_SOCKET") or protocol.DEFAULT_SOCKET
-    try:
-        COMMAND.parse(sys.argv[1:] if argv is None else argv, settings)
-    except cli.Exit as done:
-        sys.stdout.write(done.text)
-        return EX_OK
-    except cli.UsageError as error:
-        sys.stderr.write(f"greeter-client: {error}\n")
-        return cli.EX_USAGE
+    status = COMMAND.parse_or_exit(argv, settings)
+    if status is not None:
+        return status
     try:
         request = _request(_read_name(settings.name))
         greeting = exchange(settings.socket, request, settings.timeout, settings.socket_type)

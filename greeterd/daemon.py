@@ -86,14 +86,9 @@ COMMAND = cli.Command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
-    try:
-        COMMAND.parse(sys.argv[1:] if argv is None else argv, settings)
-    except cli.Exit as done:
-        sys.stdout.write(done.text)
-        return EX_OK
-    except cli.UsageError as error:
-        sys.stderr.write(f"greeterd: {error}\n")
-        return cli.EX_USAGE
+    status = COMMAND.parse_or_exit(argv, settings)
+    if status is not None:
+        return status
     logger = log.Log(
         log.LEVELS[settings.log_level], to_journal=activation.stderr_is_journal(os.environ)
     )

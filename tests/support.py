@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from greeterd import protocol
 
 #: The checkout's top directory.
@@ -22,6 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GREETERD = str(BIN / "greeterd")
 GREETER_CLIENT = str(BIN / "greeter-client")
+
+
+def require_tool(tool: str, install_hint: str) -> None:
+    """Skip a test whose tool is missing, except in CI (CI=true), where a skip would hide a
+    broken path and is a failure instead."""
+    if shutil.which(tool) is None:
+        message = f"{tool} is missing ({install_hint})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: CI must run these tests")
+        pytest.skip(message)
 
 
 def short_temp_dir() -> Path:

@@ -44,7 +44,7 @@ class Settings:
     idle_clients: int
 
 
-FULL = Settings(rounds=3, seconds=3.0, cold_runs=21, idle_clients=IDLE_CLIENTS)
+FULL = Settings(rounds=5, seconds=2.0, cold_runs=21, idle_clients=IDLE_CLIENTS)
 QUICK = Settings(rounds=1, seconds=0.5, cold_runs=3, idle_clients=200)
 
 

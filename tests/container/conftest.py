@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, require_tool
 
 CONTAINER_DIR = ROOT / "packaging" / "container"
 LOAD_SCRIPT = (Path(__file__).parent / "load.py").read_text()
@@ -170,27 +169,23 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def require_podman() -> None:
-    """Skip without podman, except in CI, where a skip would hide a broken systemd path."""
-    if shutil.which("podman") is None:
-        message = "podman is missing (tests/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: CI must run the container tests")
-        pytest.skip(message)
+    require_tool("podman", "tests/run installs it")
+
+
+def image_from(script: str) -> str:
+    """Run packaging/container/SCRIPT (it prints an image name) and return the name."""
+    done = subprocess.run(
+        [str(CONTAINER_DIR / script)], capture_output=True, text=True, timeout=1800, check=False
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stderr}"
+    return done.stdout.strip()
 
 
 @pytest.fixture(scope="session")
 def image() -> str:
     """The project's image, built from the Containerfile (cached layers make this quick)."""
     require_podman()
-    done = subprocess.run(
-        [str(CONTAINER_DIR / "build-image")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert done.returncode == 0, f"building the image failed:\n{done.stderr}"
-    return done.stdout.strip()
+    return image_from("build-image")
 
 
 @pytest.fixture

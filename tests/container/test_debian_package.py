@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import (
-    CONTAINER_DIR,
     FAILED,
     Container,
+    image_from,
     podman,
     require_podman,
 )
@@ -55,20 +55,13 @@ CMD ["/sbin/init"]
 def clean_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A bootable image made from the base image, without greeterd."""
     require_podman()
-    base = subprocess.run(
-        [str(CONTAINER_DIR / "base-image")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert base.returncode == 0, f"making the base image failed:\n{base.stderr}"
+    base = image_from("base-image")
     context = tmp_path_factory.mktemp("clean-image")
     (context / "Containerfile").write_text(CLEAN_CONTAINERFILE)
     podman(
         "build",
         "--build-arg",
-        f"BASE_IMAGE={base.stdout.strip()}",
+        f"BASE_IMAGE={base}",
         "--tag",
         CLEAN_IMAGE,
         str(context),

@@ -1,9 +1,10 @@
 """Integration tests run greeterd under systemd-socket-activate: the real activation protocol."""
 
 import os
-import shutil
 
 import pytest
+
+from tests.support import require_tool
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -15,8 +16,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _needs_socket_activate() -> None:
-    if shutil.which("systemd-socket-activate") is None:
-        message = "systemd-socket-activate is missing (apt-get install systemd)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: CI must run the integration tests")
-        pytest.skip(message)
+    require_tool("systemd-socket-activate", "apt-get install systemd")
