@@ -1,6 +1,8 @@
 """Every activation mode under systemd: Accept=yes beside Accept=no, and one greeterd serving
 a stream, a seqpacket and a datagram socket told apart by FileDescriptorName=."""
 
+import re
+
 ACCEPT_SOCKET = "/run/greeter-accept.sock"
 
 
@@ -51,3 +53,22 @@ def test_one_greeterd_serves_stream_seqpacket_and_datagram_sockets(container):
     assert container.main_pid() == pid, "another process answered"
     assert container.show("greeter.service", "PrivateNetwork")["PrivateNetwork"] == "yes"
     container.wait_for_status("greeter.service", "3 greeted")
+
+
+def test_a_socket_greeterd_cannot_serve_fails_the_start_with_a_journal_line(container):
+    """A TCP socket handed to greeter.service (here by an extra socket unit): greeterd
+    refuses to start, exit status 78, and the journal says which fd and why."""
+    container.exec(
+        "sh",
+        "-c",
+        "cat > /etc/systemd/system/greeter-web.socket",
+        input="[Socket]\nListenStream=127.0.0.1:8042\nFileDescriptorName=web\nService=greeter.service\n",
+    )
+    container.exec("systemctl", "daemon-reload")
+    container.exec("systemctl", "start", "greeter-web.socket")
+    refused = container.client("--name", "Zoë", "--timeout", "3")
+    assert refused.returncode != 0
+    service = container.show("greeter.service", "ExecMainStatus")
+    assert service["ExecMainStatus"] == "78"
+    journal = container.journal("-u", "greeter.service", "-o", "cat")
+    assert re.search(r"cannot start: fd \d+ \(web\) is a AF_INET socket", journal), journal
