@@ -59,6 +59,12 @@ ACCEPT_BACKOFF = 0.1
 #: Seconds between STATUS= updates to systemd while greetings are being served.
 STATUS_INTERVAL = 1.0
 
+#: Entries for finished clients the deadline queue may hold beyond twice the live ones before
+#: it is rebuilt. Finished clients leave the queue lazily (at their deadline), so without
+#: this, clients that connect and leave fast would pile up for READ_TIMEOUT; asyncio compacts
+#: its cancelled timers the same way.
+DEADLINE_SLACK = 1024
+
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
@@ -436,8 +442,11 @@ class Server:
                 self.lost += 1  # gone, or its receive queue is full
 
     def _forget(self, connection: Connection) -> None:
-        connection.open = False  # its deadline entry is dropped lazily
+        connection.open = False  # its deadline entry is dropped lazily...
         del self._connections[connection.fd]  # closing the socket unregistered it from epoll
+        if len(self._deadlines) > 2 * len(self._connections) + DEADLINE_SLACK:
+            # ...or all at once, when the finished ones outnumber the live ones.
+            self._deadlines = deque(c for c in self._deadlines if c.open)
         if not self._connections:
             self._connections = {}
         self._last_activity = self.clock()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from greeterd import log, protocol
+from greeterd import server as server_module
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, Endpoint
 from greeterd.server import Server
 from tests.support import connect, exchange, greet, read_reply, wait_for
@@ -27,7 +28,7 @@ class Running:
         self.path = path
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
-        self.listener.listen(64)
+        self.listener.listen(4096)
         self.listener.setblocking(False)
         self.stream = io.StringIO()
         self.notified: list[str] = []
@@ -296,3 +297,18 @@ def test_datagrams_are_answered_to_their_sender_with_credentials_logged(sock_dir
         endpoint_sock.close()
         os.close(wake_read)
         os.close(wake_write)
+
+
+def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve):
+    """3,000 clients connect, wait to be parked and hang up: the deadline queue is compacted,
+    never holding more than twice the live clients plus DEADLINE_SLACK finished ones."""
+    with serve() as running:
+        for _ in range(3):
+            clients = [connect(running.path) for _ in range(1000)]
+            wait_for(lambda: len(running.server._connections) == 1000, what="1000 parked")
+            for client in clients:
+                client.close()
+            wait_for(lambda: not running.server._connections, what="all gone")
+        bound = 2 * len(running.server._connections) + server_module.DEADLINE_SLACK
+        assert len(running.server._deadlines) <= bound
+        assert greet(running.path) == HELLO
