@@ -101,7 +101,7 @@ class Server:
     ``notify`` sends sd_notify(3) lines (a no-op outside systemd). ``exit_idle_time`` > 0 makes
     the server stop once nothing has happened for that long; only pass it when systemd can
     start greeterd again on the next connection. ``watchdog_interval`` is how often to send
-    WATCHDOG=1. ``clock`` is injectable for tests.
+    WATCHDOG=1.
     """
 
     def __init__(
@@ -114,7 +114,6 @@ class Server:
         watchdog_interval: float | None = None,
         read_timeout: float = READ_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log = log
         self.notify = notify
@@ -122,7 +121,7 @@ class Server:
         self.watchdog_interval = watchdog_interval
         self.read_timeout = read_timeout
         self.max_connections = max_connections
-        self.clock = clock
+        self.clock = time.monotonic
         self.greeted = 0
         self.refused = 0
         self.lost = 0  # clients that left before an answer could reach them
@@ -130,7 +129,7 @@ class Server:
         self.stopping = False
         self._listeners = {e.sock.fileno(): e.sock for e in endpoints if e.kind == LISTENER}
         self._datagrams = {e.sock.fileno(): e.sock for e in endpoints if e.kind == DATAGRAM}
-        self._handed_over = [e.sock for e in endpoints if e.kind == CONNECTION]
+        self._handed_over = [e for e in endpoints if e.kind == CONNECTION]
         # Accept=yes: nothing to accept, so the work is done when the one client is.
         self._one_shot = not (self._listeners or self._datagrams)
         self._connections: dict[int, Connection] = {}
@@ -140,7 +139,7 @@ class Server:
         self._resume_accepting_at: float | None = None
         self._accept_failures = 0
         self._wakeup_fd = -1
-        now = clock()
+        now = self.clock()
         self._last_activity = now
         self._next_watchdog = now
         self._next_status = now
@@ -151,8 +150,8 @@ class Server:
 
     def run(self) -> None:
         """Serve until SIGTERM (via watch_wakeup_fd) or exit-on-idle, then drain and return."""
-        for sock in self._handed_over:
-            self._serve_new(sock, sock.type != _SOCK_STREAM)
+        for endpoint in self._handed_over:
+            self._serve_new(endpoint.sock, endpoint.message_mode)
         self._wake_up_every_endpoint()  # whoever woke systemd up is queued: serve them first
         while True:
             now = self.clock()
