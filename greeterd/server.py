@@ -8,7 +8,7 @@ Shape, chosen for throughput and cold-start time (README, Performance): no async
 alone costs several interpreter start-ups, and start_unix_server() would call listen() again on
 systemd's socket), one epoll set, and a fast path that answers right after accept() when the
 name has already arrived, which is how nearly every client behaves. Only clients that are
-slow to send get a Connection, a deadline and an epoll registration.
+slow to send wait in epoll, kept as bare fds in waiting.py's tables with their deadline.
 
 Bounds per client (named below): READ_TIMEOUT from accept to a whole request, at most
 protocol.MAX_REQUEST_BYTES buffered, MAX_CONNECTIONS open at once. One client's fault becomes
@@ -24,12 +24,12 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 
 from greeterd import protocol
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER
 from greeterd.log import DEBUG
 from greeterd.protocol import ProtocolError
+from greeterd.waiting import WaitingClients
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ READ_TIMEOUT = 5.0
 
 #: Connections waiting for their name at once. Past it greeterd stops accepting and new clients
 #: wait in the kernel's listen backlog (never refused). Worst-case memory is about
-#: MAX_CONNECTIONS x (MAX_REQUEST_BYTES + 1 KiB of bookkeeping), about 16 MiB.
+#: MAX_CONNECTIONS x (MAX_REQUEST_BYTES + about 100 B of bookkeeping), about 9 MiB.
 MAX_CONNECTIONS = 8192
 
 #: Connections accepted per wake-up before the loop serves the others: bounds how long clients
@@ -59,12 +59,6 @@ ACCEPT_BACKOFF = 0.1
 #: Seconds between STATUS= updates to systemd while greetings are being served.
 STATUS_INTERVAL = 1.0
 
-#: Entries for finished clients the deadline queue may hold beyond twice the live ones before
-#: it is rebuilt. Finished clients leave the queue lazily (at their deadline), so without
-#: this, clients that connect and leave fast would pile up for READ_TIMEOUT; asyncio compacts
-#: its cancelled timers the same way.
-DEADLINE_SLACK = 1024
-
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
@@ -72,27 +66,12 @@ _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
 _MSG_DONTWAIT = socket.MSG_DONTWAIT
 _AF_UNIX = socket.AF_UNIX
 _SOCK_STREAM = socket.SOCK_STREAM
+_SOCK_SEQPACKET = socket.SOCK_SEQPACKET
 _IN = select.EPOLLIN
 # A message is read with one byte to spare, so one that is too long shows as too long.
 _MESSAGE_BYTES = protocol.MAX_REQUEST_BYTES + 1
 _CREDENTIALS_SPACE = socket.CMSG_SPACE(12)  # struct ucred: pid, uid, gid
 _UNKNOWN_PEER = (-1, -1, -1)
-
-
-class Connection:
-    """A client that connected before its name arrived."""
-
-    __slots__ = ("buffer", "deadline", "fd", "message_mode", "open", "sock")
-
-    def __init__(
-        self, sock: socket.socket, deadline: float, buffer: bytes, message_mode: bool
-    ) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()  # still the key once the socket is closed
-        self.deadline = deadline
-        self.buffer = buffer
-        self.message_mode = message_mode
-        self.open = True
 
 
 class Server:
@@ -132,8 +111,7 @@ class Server:
         self._handed_over = [e for e in endpoints if e.kind == CONNECTION]
         # Accept=yes: nothing to accept, so the work is done when the one client is.
         self._one_shot = not (self._listeners or self._datagrams)
-        self._connections: dict[int, Connection] = {}
-        self._deadlines: deque[Connection] = deque()  # accept order is deadline order
+        self._waiting = WaitingClients()
         self._epoll = select.epoll()
         self._accepting = False
         self._resume_accepting_at: float | None = None
@@ -156,14 +134,13 @@ class Server:
         while True:
             now = self.clock()
             self._housekeeping(now)
-            if (self.stopping or self._one_shot) and not self._connections:
+            if (self.stopping or self._one_shot) and not self._waiting:
                 break
-            for fd, _ in self._epoll.poll(self._poll_timeout(now)):
-                connection = self._connections.get(fd)
-                if connection is not None:
-                    self._read(connection)
-                elif fd in self._listeners:
+            for fd, _ in self._epoll.poll(self._poll_timeout(now), 256):
+                if fd in self._listeners:
                     self._accept(self._listeners[fd])
+                elif fd in self._waiting:
+                    self._read(fd)
                 elif fd in self._datagrams:
                     self._receive(self._datagrams[fd])
                 elif fd == self._wakeup_fd:
@@ -198,8 +175,9 @@ class Server:
 
     def _poll_timeout(self, now: float) -> float:
         wake = []
-        if self._deadlines:
-            wake.append(self._deadlines[0].deadline)
+        deadline = self._waiting.next_deadline()
+        if deadline is not None:
+            wake.append(deadline)
         if self.watchdog_interval is not None:
             wake.append(self._next_watchdog)
         if self._status_changed():
@@ -211,12 +189,10 @@ class Server:
         return max(0.0, min(wake) - now) if wake else -1.0
 
     def _housekeeping(self, now: float) -> None:
-        deadlines = self._deadlines
-        while deadlines and deadlines[0].deadline <= now:
-            connection = deadlines.popleft()
-            if connection.open:
-                self._refuse(connection.sock, protocol.TIMED_OUT, connection.buffer)
-                self._forget(connection)
+        while (fd := self._waiting.first_expired(now)) is not None:
+            sock, received = self._socket_for(fd), self._waiting.received(fd)
+            self._forget(fd)
+            self._refuse(sock, protocol.TIMED_OUT, received)
         if self._resume_accepting_at is not None and now >= self._resume_accepting_at:
             self._resume_accepting_at = None
             self._set_accepting(True)
@@ -231,14 +207,14 @@ class Server:
             self._exit_if_idle(now)
 
     def _idle_exit_enabled(self) -> bool:
-        return self.exit_idle_time > 0 and not self.stopping and not self._connections
+        return self.exit_idle_time > 0 and not self.stopping and not self._waiting
 
     def _exit_if_idle(self, now: float) -> None:
         # Re-check: a client that connected since the last wake-up is served, not stranded.
         # One that connects after this stays queued, and systemd starts the next instance.
         before = self._last_activity
         self._wake_up_every_endpoint()
-        if self._connections or self._last_activity != before:
+        if self._waiting or self._last_activity != before:
             return
         self.stop(f"idle for {self.exit_idle_time:g}s")
 
@@ -247,7 +223,12 @@ class Server:
 
     def status(self) -> str:
         """One line on what the server has done, for STATUS= and the log."""
-        return f"{self.greeted} greeted, {self.refused} refused, {len(self._connections)} waiting"
+        return f"{self.greeted} greeted, {self.refused} refused, {self.waiting} waiting"
+
+    @property
+    def waiting(self) -> int:
+        """Clients connected and waited for: their request has not arrived in full yet."""
+        return len(self._waiting)
 
     # -- accepting --------------------------------------------------------------------------
 
@@ -288,7 +269,7 @@ class Server:
                 self.log.notice(f"accepting again after {self._accept_failures} failed accept()s")
                 self._accept_failures = 0
             self._serve_new(socket.socket(_AF_UNIX, kind, 0, fd), message_mode)
-            if len(self._connections) >= self.max_connections:
+            if len(self._waiting) >= self.max_connections:
                 self._set_accepting(False)  # resumed by _forget(): clients wait in the backlog
                 break
         self._last_activity = self.clock()
@@ -300,7 +281,7 @@ class Server:
         if not self._accept_failures:
             self.log.warning(
                 f"accept() failed: {error.strerror}; pausing {ACCEPT_BACKOFF:g}s at a time "
-                f"until it works again ({len(self._connections)} clients waiting)",
+                f"until it works again ({self.waiting} clients waiting)",
                 errno=errno.errorcode.get(error.errno or 0, error.errno),
             )
         self._accept_failures += 1
@@ -324,30 +305,37 @@ class Server:
             self._park(sock, data, message_mode)
 
     def _park(self, sock: socket.socket, received: bytes, message_mode: bool) -> None:
-        """Wait in epoll for the rest of a request, until the read deadline."""
+        """Wait in epoll for the rest of a request, until the read deadline. Only the fd is
+        kept (waiting.py says why); _socket_for() wraps it again when there is work."""
         sock.setblocking(False)
-        connection = Connection(sock, self.clock() + self.read_timeout, received, message_mode)
-        self._connections[connection.fd] = connection
-        self._deadlines.append(connection)
-        self._epoll.register(connection.fd, _IN)
+        fd = sock.detach()
+        self._waiting.add(fd, self.clock() + self.read_timeout, message_mode, received)
+        self._epoll.register(fd, _IN)
 
-    def _read(self, connection: Connection) -> None:
-        sock = connection.sock
-        message_mode = connection.message_mode
-        wanted = (
-            _MESSAGE_BYTES if message_mode else protocol.MAX_REQUEST_BYTES - len(connection.buffer)
-        )
+    def _socket_for(self, fd: int) -> socket.socket:
+        """A socket object for a waiting client's fd: no system call, no dup()."""
+        kind = _SOCK_SEQPACKET if self._waiting.message_mode(fd) else _SOCK_STREAM
+        return socket.socket(_AF_UNIX, kind, 0, fd)
+
+    def _read(self, fd: int) -> None:
+        sock, received = self._socket_for(fd), self._waiting.received(fd)
+        message_mode = sock.type != _SOCK_STREAM
+        wanted = _MESSAGE_BYTES if message_mode else protocol.MAX_REQUEST_BYTES - len(received)
         try:
             data = sock.recv(wanted)
         except BlockingIOError:
+            sock.detach()  # still waiting: the fd stays open
             return
         except OSError:
-            self._forget(connection)
+            self._forget(fd)
             self._lose(sock)
             return
-        connection.buffer += data
-        if self._answer(sock, connection.buffer, not data, message_mode):
-            self._forget(connection)
+        received += data
+        if self._answer(sock, received, not data, message_mode):
+            self._forget(fd)
+        else:
+            self._waiting.set_received(fd, received)
+            sock.detach()
 
     def _answer(self, sock: socket.socket, buffer: bytes, eof: bool, message_mode: bool) -> bool:
         """Greet or refuse, then close, if ``buffer`` holds a whole request; return whether
@@ -440,19 +428,15 @@ class Server:
             except OSError:
                 self.lost += 1  # gone, or its receive queue is full
 
-    def _forget(self, connection: Connection) -> None:
-        connection.open = False  # its deadline entry is dropped lazily...
-        del self._connections[connection.fd]  # closing the socket unregistered it from epoll
-        if len(self._deadlines) > 2 * len(self._connections) + DEADLINE_SLACK:
-            # ...or all at once, when the finished ones outnumber the live ones.
-            self._deadlines = deque(c for c in self._deadlines if c.open)
-        if not self._connections:
-            self._connections = {}
+    def _forget(self, fd: int) -> None:
+        """Stop waiting for a client that is answered or gone (closing its socket removes it
+        from the epoll set)."""
+        self._waiting.remove(fd)
         self._last_activity = self.clock()
         if (
             not self._accepting
             and self._resume_accepting_at is None
-            and len(self._connections) < self.max_connections
+            and len(self._waiting) < self.max_connections
         ):
             self._set_accepting(True)
 

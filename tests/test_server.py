@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from greeterd import log, protocol
-from greeterd import server as server_module
+from greeterd import log, protocol, waiting
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, Endpoint
 from greeterd.server import Server
 from tests.support import connect, exchange, greet, read_reply, wait_for
@@ -129,7 +128,7 @@ def test_past_the_connection_cap_clients_wait_in_the_backlog(serve):
     """With max_connections parked, the next client is not accepted until one leaves."""
     with serve(max_connections=2, read_timeout=0.5) as running:
         first, second = connect(running.path), connect(running.path)
-        wait_for(lambda: len(running.server._connections) == 2, what="two parked clients")
+        wait_for(lambda: running.server.waiting == 2, what="two parked clients")
         started = time.monotonic()
         third = greet(running.path)
         waited = time.monotonic() - started
@@ -143,7 +142,7 @@ def test_sigterm_drains_clients_in_flight_and_stops_accepting(serve):
     """STOPPING=1, no new accepts, the parked client still greeted, then run() returns."""
     with serve() as running, connect(running.path) as parked:
         parked.send(b"Zo")
-        wait_for(lambda: running.server._connections, what="the parked client")
+        wait_for(lambda: running.server.waiting, what="the parked client")
         running.sigterm()
         wait_for(lambda: any("STOPPING=1" in n for n in running.notified), what="STOPPING=1")
         late = connect(running.path)  # queued in the backlog, never accepted
@@ -300,15 +299,18 @@ def test_datagrams_are_answered_to_their_sender_with_credentials_logged(sock_dir
 
 
 def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve):
-    """3,000 clients connect, wait to be parked and hang up: the deadline queue is compacted,
-    never holding more than twice the live clients plus DEADLINE_SLACK finished ones."""
-    with serve() as running:
+    """3,000 clients connect, wait to be parked and hang up while one silent client stays:
+    the deadline queue is compacted, never holding more than twice the live clients plus
+    DEADLINE_SLACK finished ones, and the silent client still gets its timeout line."""
+    with serve() as running, connect(running.path) as silent:
+        wait_for(lambda: running.server.waiting == 1, what="the silent client parked")
         for _ in range(3):
             clients = [connect(running.path) for _ in range(1000)]
-            wait_for(lambda: len(running.server._connections) == 1000, what="1000 parked")
+            wait_for(lambda: running.server.waiting == 1001, what="1000 more parked")
             for client in clients:
                 client.close()
-            wait_for(lambda: not running.server._connections, what="all gone")
-        bound = 2 * len(running.server._connections) + server_module.DEADLINE_SLACK
-        assert len(running.server._deadlines) <= bound
+            wait_for(lambda: running.server.waiting == 1, what="all but the silent one gone")
+        assert running.server._waiting.queued() <= 2 * 1 + waiting.DEADLINE_SLACK
         assert greet(running.path) == HELLO
+        silent.settimeout(10)
+        assert read_reply(silent) == protocol.format_error(protocol.TIMED_OUT)

@@ -10,6 +10,9 @@ from tests.support import connect, greet, open_fds, read_reply, rss_kib, try_gre
 
 HELLO = "Hello, Zoë\n".encode()
 IDLE_CLIENTS = 5000  # the host allows 20,000 open files; this test holds 5,000 on each side
+# What may stay with the server once they have gone: the malloc heap keeps a few hundred KiB of
+# the fd tables (waiting.py) in its free lists. Per-client Python objects kept over 1 MiB.
+RETURNED_KIB = 512
 
 
 def cpu_seconds(pid: int) -> float:
@@ -42,7 +45,8 @@ def hold_idle_clients(path: Path, pid: int, base_fds: int) -> int:
 def test_5000_idle_clients_neither_block_nor_leak(activate):
     """5,000 silent connections, twice: a new client is greeted promptly, each idle one gets
     the timeout line at the read deadline, fds go back to the baseline, each idle client costs
-    at most 2 KiB, and the second wave reuses the first one's memory instead of adding more."""
+    at most 2 KiB, and the memory goes back once they leave (RSS within RETURNED_KIB of the
+    baseline after each wave)."""
     daemon = activate()
     assert greet(daemon.path) == HELLO
     pid = daemon.process.pid
@@ -59,7 +63,8 @@ def test_5000_idle_clients_neither_block_nor_leak(activate):
         f"({per_client:.0f} B each), {after_first} KiB after, {after_second} KiB after another"
     )
     assert per_client <= 2048
-    assert after_second <= after_first + 256, "the second wave grew the server again"
+    assert after_first <= base_rss + RETURNED_KIB, "the first wave's memory was kept"
+    assert after_second <= base_rss + RETURNED_KIB, "the second wave's memory was kept"
     assert greet(daemon.path) == HELLO
 
 
