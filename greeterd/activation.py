@@ -4,6 +4,11 @@ This is the only module that reads systemd's environment: LISTEN_* (through syst
 which checks LISTEN_PID and unsets the variables so children do not inherit them),
 WATCHDOG_* and JOURNAL_STREAM. Everything else gets plain values from here.
 
+It uses the C halves of ``socket`` and ``systemd.daemon`` (``_socket``, ``systemd._daemon``):
+importing socket.py builds four enums and loads selectors, about 6 ms, a third of a cold
+start, and systemd/daemon.py imports socket.py. What greeterd needs from either is in the C
+module (README, Performance).
+
 An inherited socket belongs to systemd: greeterd validates it and only accept()s on it; it
 never binds, listens, shuts down or unlinks it. Without systemd, greeterd binds a socket of its
 own, and unlinks that path on exit only if it is still the socket it bound.
@@ -11,11 +16,11 @@ own, and unlinks that path on exit only if it is still the socket it bound.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import stat
 
-from systemd import daemon
+from systemd import _daemon
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +48,7 @@ CONNECTION = "connection"  # one accepted client (Accept=yes): serve it, then ex
 #: The fd name systemd gives the connection it passes with Accept=yes.
 CONNECTION_NAME = "connection"
 
-_SERVED_TYPES = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM)
+_SERVED_TYPES = (_socket.SOCK_STREAM, _socket.SOCK_SEQPACKET, _socket.SOCK_DGRAM)
 _WHAT_WE_SERVE = "greeterd serves AF_UNIX stream, seqpacket and datagram sockets"
 
 
@@ -52,7 +57,7 @@ class Endpoint:
 
     __slots__ = ("kind", "name", "sock")
 
-    def __init__(self, sock: socket.socket, name: str, kind: str) -> None:
+    def __init__(self, sock: _socket.socket, name: str, kind: str) -> None:
         self.sock = sock
         self.name = name
         self.kind = kind
@@ -60,14 +65,14 @@ class Endpoint:
     @property
     def message_mode(self) -> bool:
         """One message is one request (seqpacket, datagram), instead of a byte stream."""
-        return self.sock.type != socket.SOCK_STREAM
+        return self.sock.type != _socket.SOCK_STREAM
 
     def describe(self) -> str:
         """'stream /run/greeter.sock' and the like, for STATUS= and the log."""
         kind = {
-            socket.SOCK_STREAM: "stream",
-            socket.SOCK_SEQPACKET: "seqpacket",
-            socket.SOCK_DGRAM: "datagram",
+            _socket.SOCK_STREAM: "stream",
+            _socket.SOCK_SEQPACKET: "seqpacket",
+            _socket.SOCK_DGRAM: "datagram",
         }[self.sock.type]
         if self.kind == CONNECTION:
             return f"one {kind} connection ({self.name})"
@@ -82,7 +87,14 @@ def inherited_endpoints() -> list[Endpoint]:
     Raises ActivationError for any passed fd greeterd cannot serve: a unit that hands over the
     wrong kind of socket is a configuration error to report, not to ignore.
     """
-    return [adopt(fd, name) for fd, name in daemon.listen_fds_with_names().items()]
+    return [adopt(fd, name) for fd, name in listen_fds_with_names().items()]
+
+
+def listen_fds_with_names() -> dict[int, str]:
+    """{fd: name} of the sockets systemd passed, as systemd.daemon.listen_fds_with_names()
+    returns them; the variables are unset, so children do not inherit them."""
+    count, *names = _daemon._listen_fds_with_names(True)
+    return {_daemon.LISTEN_FDS_START + i: names[i] for i in range(count)}
 
 
 def adopt(fd: int, name: str) -> Endpoint:
@@ -93,7 +105,7 @@ def adopt(fd: int, name: str) -> Endpoint:
     names it "connection"). Anything else is refused by name.
     """
     try:
-        sock = socket.socket(fileno=fd)  # detects family and type without a dup()
+        sock = _socket.socket(fileno=fd)  # detects family and type without a dup()
     except OSError as error:
         raise ActivationError(f"fd {fd} ({name}) is not a socket ({error.strerror})") from None
     try:
@@ -104,23 +116,23 @@ def adopt(fd: int, name: str) -> Endpoint:
     if kind == DATAGRAM:
         # Ask for each sender's credentials with its message, for the log (the unit's
         # PassCredentials= does the same; SO_PEERCRED has nothing to say about datagrams).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
     # Never block the loop. The flag is shared with systemd's copy of the socket, which
     # systemd itself resets (NonBlocking=) for the next instance.
     sock.setblocking(False)
     return Endpoint(sock, name, kind)
 
 
-def _kind(sock: socket.socket, name: str) -> str:
-    if sock.family != socket.AF_UNIX:
-        raise ActivationError(f"a {getattr(sock.family, 'name', sock.family)} socket")
+def _kind(sock: _socket.socket, name: str) -> str:
+    if sock.family != _socket.AF_UNIX:
+        raise ActivationError(f"a {_constant_name(sock.family, 'AF_')} socket")
     if sock.type not in _SERVED_TYPES:
-        raise ActivationError(f"a {getattr(sock.type, 'name', sock.type)} socket")
-    if sock.type == socket.SOCK_DGRAM:
+        raise ActivationError(f"a {_constant_name(sock.type, 'SOCK_')} socket")
+    if sock.type == _socket.SOCK_DGRAM:
         if not sock.getsockname():
             raise ActivationError("a datagram socket bound to no address")
         return DATAGRAM
-    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    listening = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN)
     if listening and name == CONNECTION_NAME:
         raise ActivationError(f"named {CONNECTION_NAME!r} (Accept=yes) but listening")
     if listening:
@@ -132,13 +144,19 @@ def _kind(sock: socket.socket, name: str) -> str:
     return CONNECTION
 
 
+def _constant_name(value: int, prefix: str) -> str:
+    """'AF_INET' for 2 with prefix 'AF_': the name socket.py's enums would print."""
+    names = sorted(name for name in dir(_socket) if name.startswith(prefix))
+    return next((name for name in names if getattr(_socket, name) == value), str(value))
+
+
 class BoundListener:
     """A socket greeterd bound itself; ``close()`` removes its path if it is still ours."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         _remove_stale_socket(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         previous_umask = os.umask(0o777 & ~SOCKET_MODE)  # no window with a wrong mode
         try:
             self.sock.bind(path)
@@ -175,17 +193,19 @@ def _remove_stale_socket(path: str) -> None:
         raise ActivationError(f"cannot check {path}: {error.strerror}") from None
     if not stat.S_ISSOCK(status.st_mode):
         raise ActivationError(f"{path} exists and is not a socket; not touching it")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.setblocking(False)  # a full backlog answers EAGAIN instead of blocking
-        try:
-            probe.connect(path)
-        except ConnectionRefusedError:
-            os.unlink(path)  # nobody listens: left behind by a server that died
-            return
-        except BlockingIOError:
-            pass
-        except OSError as error:
-            raise ActivationError(f"cannot check {path}: {error.strerror}") from None
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe.setblocking(False)  # a full backlog answers EAGAIN instead of blocking
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # nobody listens: left behind by a server that died
+        return
+    except BlockingIOError:
+        pass
+    except OSError as error:
+        raise ActivationError(f"cannot check {path}: {error.strerror}") from None
+    finally:
+        probe.close()
     raise ActivationError(f"{path} is in use: another server listens on it")
 
 

@@ -1,7 +1,8 @@
 """``greeterd``: take the socket systemd passes (or bind one), tell systemd we are ready, serve.
 
 Only what the first greeting needs is imported before it is sent: no argparse, logging,
-asyncio or typing (README, Performance). The sd_notify(3) lifecycle: READY=1 once the socket
+asyncio or typing, and the C halves of socket, signal and systemd.daemon (activation.py says
+why; README, Performance). The sd_notify(3) lifecycle: READY=1 once the socket
 is adopted, STATUS= while serving, STOPPING=1 on SIGTERM or exit-on-idle; exit 0 after a drain.
 """
 
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import sys
 
-from systemd import daemon
+from systemd import _daemon
 
 from greeterd import __version__, activation, cli, log, protocol, server
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal  # _signal's functions, with the stubs signal.py has
     from collections.abc import Sequence
+else:
+    import _signal  # signal.py would build enums at start-up (activation.py)
 
 # sysexits.h codes, as listed by --help.
 EX_OK = 0
@@ -121,15 +124,15 @@ def _serve(
     if any(e.kind != activation.CONNECTION for e in endpoints):
         _raise_fd_limit(logger)  # not for Accept=yes: that process serves one client
     greeter = server.Server(
-        endpoints, logger, daemon.notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
+        endpoints, logger, _daemon.notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _wake_loop)
+    _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for signum in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(signum, _wake_loop)
     greeter.watch_wakeup_fd(read_fd)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
-    daemon.notify(f"READY=1\nSTATUS=Greeting on {where}")
+    _daemon.notify(f"READY=1\nSTATUS=Greeting on {where}")
     greeter.run()
     return EX_OK
 

@@ -17,11 +17,10 @@ an error line, a log line and a close, never an exception out of the loop.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import select
-import signal
-import socket
 import sys
 import time
 
@@ -33,10 +32,13 @@ from greeterd.waiting import WaitingClients
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal  # _signal's functions, with the stubs signal.py has
     from collections.abc import Callable, Sequence
 
     from greeterd.activation import Endpoint
     from greeterd.log import Log
+else:
+    import _signal  # signal.py would build enums at start-up (activation.py)
 
 #: Seconds a client has, from accept(), to send its whole name. A local client that has a name
 #: sends it in microseconds; this only ends clients that hang (and bounds a drain on SIGTERM).
@@ -63,15 +65,17 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
 
-_MSG_DONTWAIT = socket.MSG_DONTWAIT
-_AF_UNIX = socket.AF_UNIX
-_SOCK_STREAM = socket.SOCK_STREAM
-_SOCK_SEQPACKET = socket.SOCK_SEQPACKET
+_MSG_DONTWAIT = _socket.MSG_DONTWAIT
+_AF_UNIX = _socket.AF_UNIX
+_SOCK_STREAM = _socket.SOCK_STREAM
+_SOCK_SEQPACKET = _socket.SOCK_SEQPACKET
 _IN = select.EPOLLIN
 # A message is read with one byte to spare, so one that is too long shows as too long.
 _MESSAGE_BYTES = protocol.MAX_REQUEST_BYTES + 1
-_CREDENTIALS_SPACE = socket.CMSG_SPACE(12)  # struct ucred: pid, uid, gid
+_CREDENTIALS_SPACE = _socket.CMSG_SPACE(12)  # struct ucred: pid, uid, gid
 _UNKNOWN_PEER = (-1, -1, -1)
+# What a stop is logged with; the signal module's enum would cost start-up time (activation.py).
+_SIGNAL_NAMES: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
 
 
 class Server:
@@ -171,7 +175,8 @@ class Server:
     def _on_wakeup(self) -> None:
         received = os.read(self._wakeup_fd, 64)
         if received:
-            self.stop(signal.Signals(received[-1]).name)
+            number = received[-1]
+            self.stop(_SIGNAL_NAMES.get(number, f"signal {number}"))
 
     def _poll_timeout(self, now: float) -> float:
         wake = []
@@ -244,7 +249,7 @@ class Server:
             else:
                 self._epoll.unregister(fd)
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: _socket.socket) -> None:
         """Accept and serve up to ACCEPT_BATCH clients: the hot path, kept flat on purpose."""
         if not self._accepting:
             return
@@ -268,9 +273,8 @@ class Server:
             if self._accept_failures:
                 self.log.notice(f"accepting again after {self._accept_failures} failed accept()s")
                 self._accept_failures = 0
-            self._serve_new(socket.socket(_AF_UNIX, kind, 0, fd), message_mode)
-            if len(self._waiting) >= self.max_connections:
-                self._set_accepting(False)  # resumed by _forget(): clients wait in the backlog
+            self._serve_new(_socket.socket(_AF_UNIX, kind, 0, fd), message_mode)
+            if not self._accepting:  # _park() reached max_connections
                 break
         self._last_activity = self.clock()
 
@@ -290,7 +294,7 @@ class Server:
 
     # -- serving ----------------------------------------------------------------------------
 
-    def _serve_new(self, sock: socket.socket, message_mode: bool) -> None:
+    def _serve_new(self, sock: _socket.socket, message_mode: bool) -> None:
         """Answer a new client at once if its request is there, else park it."""
         wanted = _MESSAGE_BYTES if message_mode else protocol.MAX_REQUEST_BYTES
         try:
@@ -304,18 +308,20 @@ class Server:
         if not self._answer(sock, data, not data, message_mode):
             self._park(sock, data, message_mode)
 
-    def _park(self, sock: socket.socket, received: bytes, message_mode: bool) -> None:
+    def _park(self, sock: _socket.socket, received: bytes, message_mode: bool) -> None:
         """Wait in epoll for the rest of a request, until the read deadline. Only the fd is
         kept (waiting.py says why); _socket_for() wraps it again when there is work."""
         sock.setblocking(False)
         fd = sock.detach()
         self._waiting.add(fd, self.clock() + self.read_timeout, message_mode, received)
         self._epoll.register(fd, _IN)
+        if len(self._waiting) >= self.max_connections:
+            self._set_accepting(False)  # resumed by _forget(): clients wait in the backlog
 
-    def _socket_for(self, fd: int) -> socket.socket:
-        """A socket object for a waiting client's fd: no system call, no dup()."""
+    def _socket_for(self, fd: int) -> _socket.socket:
+        """A socket object for a waiting client's fd (no dup(): closing it closes the fd)."""
         kind = _SOCK_SEQPACKET if self._waiting.message_mode(fd) else _SOCK_STREAM
-        return socket.socket(_AF_UNIX, kind, 0, fd)
+        return _socket.socket(_AF_UNIX, kind, 0, fd)
 
     def _read(self, fd: int) -> None:
         sock, received = self._socket_for(fd), self._waiting.received(fd)
@@ -337,7 +343,7 @@ class Server:
             self._waiting.set_received(fd, received)
             sock.detach()
 
-    def _answer(self, sock: socket.socket, buffer: bytes, eof: bool, message_mode: bool) -> bool:
+    def _answer(self, sock: _socket.socket, buffer: bytes, eof: bool, message_mode: bool) -> bool:
         """Greet or refuse, then close, if ``buffer`` holds a whole request; return whether
         it did. The one place a ProtocolError becomes an error line and a log line."""
         try:
@@ -363,7 +369,7 @@ class Server:
         self.greeted += 1
         return True
 
-    def _refuse(self, sock: socket.socket, reason: str, received: bytes) -> None:
+    def _refuse(self, sock: _socket.socket, reason: str, received: bytes) -> None:
         peer = _peer_credentials(sock)
         self._send_and_close(sock, protocol.format_error(reason))
         self._log_refusal(peer, reason, received)
@@ -380,7 +386,7 @@ class Server:
             received=protocol.describe(received),
         )
 
-    def _send_and_close(self, sock: socket.socket, reply: bytes) -> None:
+    def _send_and_close(self, sock: _socket.socket, reply: bytes) -> None:
         # A reply on a fresh socket always fits the send buffer, so this never blocks; a client
         # that already left (EPIPE, ECONNRESET) is only counted.
         try:
@@ -389,13 +395,13 @@ class Server:
             self.lost += 1
         sock.close()
 
-    def _lose(self, sock: socket.socket) -> None:
+    def _lose(self, sock: _socket.socket) -> None:
         self.lost += 1
         if self._debug:
             self.log.debug(f"client left before sending a name ({_peer(sock)})")
         sock.close()
 
-    def _receive(self, sock: socket.socket) -> None:
+    def _receive(self, sock: _socket.socket) -> None:
         """Answer up to ACCEPT_BATCH datagrams, each with one datagram to its sender."""
         if not self._accepting:
             return
@@ -441,10 +447,10 @@ class Server:
             self._set_accepting(True)
 
 
-def _peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+def _peer_credentials(sock: _socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the client, from SO_PEERCRED; (-1, -1, -1) if the kernel has none."""
     try:
-        return _ucred(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return _ucred(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12))
     except OSError:
         return _UNKNOWN_PEER
 
@@ -452,7 +458,7 @@ def _peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 def _sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int, int]:
     """(pid, uid, gid) from a datagram's SCM_CREDENTIALS, or unknown ones."""
     for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS and len(data) >= 12:
             return _ucred(data)
     return _UNKNOWN_PEER
 
@@ -462,6 +468,6 @@ def _ucred(raw: bytes) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def _peer(sock: socket.socket) -> str:
+def _peer(sock: _socket.socket) -> str:
     pid, uid, _ = _peer_credentials(sock)
     return f"pid {pid} uid {uid}"

@@ -199,37 +199,36 @@ class Bench:
         time.sleep(0.2)  # let the server accept them
         return holder
 
-    def measure_server(self, server: Server) -> None:
-        running = Running(server, self.path())
-        try:
-            cold = float(run([self.loadgen, "once", str(running.path)]))
-            server.record("cold_ms", cold / 1000)
-            for _ in range(3):
-                self.rate(running, 16)  # warm-up
-            if not server.activate_flags:  # with --accept it would be the activator's RSS
-                server.record("rss_idle_kib", running.rss_kib())
-            server.record("backlog", running.backlog())
-            for clients in (16, 128):
-                rate, p50, p99, cpu = self.rate(running, clients)
+    def measure_rates(self, running: dict[str, Running]) -> None:
+        """One round of closed-loop rates: every server at 16 clients, then every server at
+        128, back to back, so each ratio to C compares figures taken seconds apart."""
+        for clients in (16, 128):
+            for server in self.servers:
+                rate, p50, p99, cpu = self.rate(running[server.name], clients)
                 server.record(f"rate_{clients}", rate)
                 server.record(f"p50_{clients}", p50)
                 server.record(f"p99_{clients}", p99)
                 server.record(f"cpu_{clients}", cpu)
-            holder = self.with_idle(running, 1)
-            server.record("rate_16_silent", self.rate(running, 16)[0])
-            holder.wait()
-            if server.holds_idle_clients:
-                idle = self.settings.idle_clients
-                before = running.rss_kib()
-                holder = self.with_idle(running, idle)
-                held = running.rss_kib()
-                server.record("rate_16_idle", self.rate(running, 16)[0])
-                server.record("bytes_per_idle", (held - before) * 1024 / idle)
-                holder.wait()
-                time.sleep(0.5)  # the server sees them close
-                server.record("rss_after_idle_kib", running.rss_kib())
-        finally:
-            running.stop()
+
+    def measure_quiet_clients(self, server: Server, running: Running) -> None:
+        """The rate at 16 with one silent client held, and with IDLE_CLIENTS held, each as a
+        change from the rate measured just before it; and the memory the idle ones cost."""
+        base = self.rate(running, 16)[0]
+        holder = self.with_idle(running, 1)
+        server.record("silent_change", self.rate(running, 16)[0] / base - 1)
+        holder.wait()
+        if not server.holds_idle_clients:
+            return
+        idle = self.settings.idle_clients
+        base = self.rate(running, 16)[0]
+        before = running.rss_kib()
+        holder = self.with_idle(running, idle)
+        held = running.rss_kib()
+        server.record("idle_change", self.rate(running, 16)[0] / base - 1)
+        server.record("bytes_per_idle", (held - before) * 1024 / idle)
+        holder.wait()
+        time.sleep(0.5)  # the server sees them close
+        server.record("rss_after_idle_kib", running.rss_kib())
 
     def measure_cold(self) -> None:
         """Cold activations, alternating servers with a bare interpreter start."""
@@ -247,10 +246,26 @@ class Bench:
                     running.stop()
 
     def run(self) -> None:
-        for number in range(self.settings.rounds):
-            print(f"round {number + 1}/{self.settings.rounds}", file=sys.stderr, flush=True)
-            for server in self.servers:
-                self.measure_server(server)
+        """All servers run side by side on their own sockets (an idle one costs nothing),
+        so that rounds of rates can alternate between them closely."""
+        running: dict[str, Running] = {}
+        try:
+            for number, server in enumerate(self.servers):
+                running[server.name] = started = Running(server, self.work / f"{number}.sock")
+                run([self.loadgen, "once", str(started.path)])  # activate it
+                for _ in range(3):
+                    self.rate(started, 16)  # warm-up
+                if not server.activate_flags:  # with --accept it would be the activator's RSS
+                    server.record("rss_idle_kib", started.rss_kib())
+                server.record("backlog", started.backlog())
+            for number in range(self.settings.rounds):
+                print(f"round {number + 1}/{self.settings.rounds}", file=sys.stderr, flush=True)
+                self.measure_rates(running)
+                for server in self.servers:
+                    self.measure_quiet_clients(server, running[server.name])
+        finally:
+            for started in running.values():
+                started.stop()
         self.measure_cold()
 
     def ratio(self, server: Server, metric: str) -> float | None:
@@ -270,7 +285,8 @@ class Bench:
             "",
             "| server | greetings/s at 16 | ratio to C | at 128 | ratio to C "
             "| p50 / p99 at 16 (µs) | server CPU per greeting (µs) "
-            f"| at 16 with 1 silent client | with {self.settings.idle_clients} idle "
+            "| rate change with 1 silent client "
+            f"| with {self.settings.idle_clients} idle "
             "| cold activation (ms) | cold / python -I -c pass | RSS idle (MiB) "
             "| per idle client (B) | RSS after they left (MiB) | listen backlog after start |",
             "|---" * 15 + "|",
@@ -287,8 +303,8 @@ class Bench:
                         fmt(self.ratio(server, "rate_128"), "{:.2f}"),
                         latency(server),
                         fmt(server.median("cpu_16"), "{:.1f}"),
-                        relative(server.median("rate_16_silent"), server.median("rate_16")),
-                        relative(server.median("rate_16_idle"), server.median("rate_16")),
+                        change(server.median("silent_change")),
+                        change(server.median("idle_change")),
                         fmt(server.median("cold_ms"), "{:.1f}"),
                         fmt(ratio_of(server.median("cold_ms"), python_ms), "{:.2f}"),
                         fmt(kib_to_mib(server.median("rss_idle_kib")), "{:.1f}"),
@@ -310,10 +326,8 @@ def fmt(value: float | None, pattern: str) -> str:
     return "—" if value is None else pattern.format(value)
 
 
-def relative(value: float | None, base: float | None) -> str:
-    if value is None or not base:
-        return "—"
-    return f"{value:,.0f} ({(value / base - 1) * 100:+.0f}%)"
+def change(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:+.0f}%"
 
 
 def ratio_of(value: float | None, base: float) -> float | None:
