@@ -1,0 +1,43 @@
+"""What greeterd loads before its first greeting: a cold start pays for every module."""
+
+import subprocess
+import sys
+
+# Each costs start-up time greeterd avoids (README, Performance): socket.py and signal.py build
+# enums and load selectors and collections; array loads collections.abc; the rest are large.
+NOT_AT_START_UP = {
+    "argparse",
+    "array",
+    "asyncio",
+    "collections.abc",
+    "enum",
+    "logging",
+    "re",
+    "selectors",
+    "signal",
+    "socket",
+    "systemd.daemon",
+    "systemd.journal",
+    "typing",
+}
+
+REPORT_NEW_MODULES = """
+import sys
+before = set(sys.modules)
+import greeterd.daemon
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_daemon_imports_only_what_the_first_greeting_needs():
+    """Importing greeterd.daemon (what the launcher does) loads none of the costly modules."""
+    done = subprocess.run(
+        [sys.executable, "-c", REPORT_NEW_MODULES],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    loaded = set(done.stdout.split())
+    assert "greeterd.server" in loaded, "the check did not see greeterd's own modules"
+    assert loaded & NOT_AT_START_UP == set()
