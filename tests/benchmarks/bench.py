@@ -225,6 +225,7 @@ class Bench:
         holder = self.with_idle(running, idle)
         held = running.rss_kib()
         server.record("idle_change", self.rate(running, 16)[0] / base - 1)
+        server.record("rss_held_kib", held)
         server.record("bytes_per_idle", (held - before) * 1024 / idle)
         holder.wait()
         time.sleep(0.5)  # the server sees them close
@@ -288,8 +289,9 @@ class Bench:
             "| rate change with 1 silent client "
             f"| with {self.settings.idle_clients} idle "
             "| cold activation (ms) | cold / python -I -c pass | RSS idle (MiB) "
-            "| per idle client (B) | RSS after they left (MiB) | listen backlog after start |",
-            "|---" * 15 + "|",
+            f"| RSS with {self.settings.idle_clients} idle (MiB) | per idle client (B) "
+            "| RSS after they left (MiB) | listen backlog after start |",
+            "|---" * 16 + "|",
         ]
         for server in self.servers:
             lines.append(
@@ -308,6 +310,7 @@ class Bench:
                         fmt(server.median("cold_ms"), "{:.1f}"),
                         fmt(ratio_of(server.median("cold_ms"), python_ms), "{:.2f}"),
                         fmt(kib_to_mib(server.median("rss_idle_kib")), "{:.1f}"),
+                        fmt(kib_to_mib(server.median("rss_held_kib")), "{:.1f}"),
                         fmt(server.median("bytes_per_idle"), "{:,.0f}"),
                         fmt(kib_to_mib(server.median("rss_after_idle_kib")), "{:.1f}"),
                         fmt(server.median("backlog"), "{:.0f}"),
