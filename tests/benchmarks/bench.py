@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """greeterd's benchmark: greeterd, a C reference and two stdlib peers, all socket-activated.
 
-    python3 tests/benchmarks/bench.py             the full run (about 5 minutes)
+    python3 tests/benchmarks/bench.py             the full run (about 7 minutes)
     python3 tests/benchmarks/bench.py --quick     a short run that only checks correctness
 
 Every server runs under systemd-socket-activate, the way systemd starts it, and is measured
