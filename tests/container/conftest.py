@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -106,13 +106,23 @@ class Container:
             time.sleep(0.1)
         return state
 
+    def wait_for_property(
+        self, unit: str, name: str, wanted: Callable[[str], bool], timeout: float = 10
+    ) -> str:
+        """Wait until the unit's property ``name`` satisfies ``wanted``; return its value.
+
+        A property can be briefly stale: a unit that restarts resets ExecMainStatus to 0
+        while the next process runs, so a single read can land between two runs.
+        """
+        deadline = time.monotonic() + timeout
+        while not wanted(value := self.show(unit, name)[name]):
+            assert time.monotonic() < deadline, f"{unit} {name} stayed {value!r}"
+            time.sleep(0.1)
+        return value
+
     def wait_for_status(self, unit: str, text: str, timeout: float = 10) -> str:
         """Wait until the unit's STATUS= (StatusText) contains ``text``."""
-        deadline = time.monotonic() + timeout
-        while text not in (status := self.show(unit, "StatusText")["StatusText"]):
-            assert time.monotonic() < deadline, f"{unit} status stayed {status!r}"
-            time.sleep(0.1)
-        return status
+        return self.wait_for_property(unit, "StatusText", lambda status: text in status, timeout)
 
     def drop_in(self, unit: str, name: str, text: str) -> None:
         """Add /etc/systemd/system/UNIT.d/NAME.conf and reload, as an admin would."""

@@ -146,7 +146,7 @@ def test_the_first_client_starts_the_service(installed):
     done = installed.client("--name", "Zoë")
     assert (done.returncode, done.stdout) == (0, "Hello, Zoë\n"), done.stderr
     assert installed.state("greeter.service") == "active/running"
-    assert "greeted" in installed.show("greeter.service", "StatusText")["StatusText"]
+    installed.wait_for_status("greeter.service", "greeted")
     other = installed.client("--name", "Nobody", user="nobody")
     assert (other.returncode, other.stdout) == (0, "Hello, Nobody\n"), other.stderr
 
