@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -16,7 +17,7 @@ from greeterd import __version__, cli, protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 EX_OK = 0
 EX_DATAERR = 65  # the name breaks the protocol; nothing was sent
@@ -27,7 +28,7 @@ EX_IOERR = 74  # the connection failed or closed without an answer
 EX_TEMPFAIL = 75  # timed out
 EX_PROTOCOL = 76  # the server refused the name, or answered something unreadable
 EX_NOPERM = 77  # not allowed to connect to the socket
-EX_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EX_INTERRUPTED = 130  # Ctrl-C: killed by SIGINT, which shells report as 128 + 2
 
 #: Seconds allowed for the whole exchange by default. A cold start of greeterd takes tens of
 #: milliseconds; the margin covers a busy machine and a queue of clients at activation.
@@ -94,7 +95,7 @@ COMMAND = cli.Command(
         (EX_TEMPFAIL, "timed out"),
         (EX_PROTOCOL, "the server refused the name or answered something unreadable"),
         (EX_NOPERM, "permission denied on the socket"),
-        (EX_INTERRUPTED, "interrupted (Ctrl-C)"),
+        (EX_INTERRUPTED, "interrupted: Ctrl-C kills the client (SIGINT)"),
     ],
 )
 
@@ -114,17 +115,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status is not None:
         return status
     try:
-        request = _request(_read_name(settings.name))
-        greeting = exchange(settings.socket, request, settings.timeout, settings.socket_type)
+        with _interrupt_kills():
+            request = _request(_read_name(settings.name))
+            greeting = exchange(settings.socket, request, settings.timeout, settings.socket_type)
     except Failure as failure:
         sys.stderr.write(f"greeter-client: {failure}\n")
         return failure.status
-    except KeyboardInterrupt:
-        sys.stderr.write("\n")
-        return EX_INTERRUPTED
     sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     print(greeting)
     return EX_OK
+
+
+@contextlib.contextmanager
+def _interrupt_kills() -> Iterator[None]:
+    """Let Ctrl-C kill the client the default way, as it kills any Unix tool.
+
+    Python's own SIGINT handler only raises KeyboardInterrupt between bytecodes: a Ctrl-C
+    that lands after input() has shown the prompt but before it blocks in read() is noticed
+    only once a line arrives, so the client hangs (seen on a busy machine, about 1 in 3).
+    The default action ends the process at once, wherever it is; shells report status 130
+    (128 + SIGINT), and a script's loop around the client stops as it should. There is
+    nothing to clean up: the kernel closes the socket.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _read_name(given: str | None) -> str:
