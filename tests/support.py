@@ -102,6 +102,25 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str
         time.sleep(interval)
 
 
+#: /proc/net/unix's flag for a socket that listen() was called on (__SO_ACCEPTCON).
+ACCEPTS_CONNECTIONS = 0x10000
+
+
+def reachable(path: str | Path) -> bool:
+    """True once a client can reach the AF_UNIX socket at ``path``: a listening stream or
+    seqpacket socket, or a bound datagram socket.
+
+    The file appears at bind(), a moment before listen(); a connect() in between is
+    refused, so waiting for the file alone makes a test flaky on a busy machine.
+    """
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split(None, 7)
+        if len(fields) == 8 and fields[7] == str(path):
+            flags, kind = int(fields[3], 16), int(fields[4], 16)
+            return bool(flags & ACCEPTS_CONNECTIONS) or kind == socket.SOCK_DGRAM
+    return False
+
+
 class Activated:
     """greeterd started the real socket-activation way, by systemd-socket-activate.
 
@@ -128,7 +147,10 @@ class Activated:
             )
         if wait:
             try:
-                wait_for(self.path.exists, what=f"systemd-socket-activate to bind {self.path}")
+                wait_for(
+                    lambda: reachable(self.path),
+                    what=f"systemd-socket-activate to listen on {self.path}",
+                )
             except AssertionError:
                 self.kill()
                 raise

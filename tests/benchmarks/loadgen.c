@@ -4,7 +4,7 @@
  *                                        reply, check it, close; one blocking client per thread.
  *                                        Prints: count errors p50_us p99_us
  *   loadgen once PATH                    one greeting, timed from connect() to the reply; retries
- *                                        connect until the path exists. Prints: micros
+ *                                        connect until something listens on PATH. Prints: micros
  *   loadgen exec PROGRAM ARG...          fork+exec+wait PROGRAM, timed. Prints: micros
  *   loadgen hold PATH N SECONDS          open N connections, send nothing, hold them SECONDS,
  *                                        then print how many the server closed meanwhile.
@@ -52,22 +52,55 @@ static void set_path(const char *path) {
     strcpy(address.sun_path, path);
 }
 
-/* One greeting; returns 0 when the reply was exactly REPLY. */
-static int greet(void) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) < 0) { close(fd); return -1; }
-    if (write(fd, REQUEST, sizeof REQUEST - 1) != (ssize_t)(sizeof REQUEST - 1)) { close(fd); return -1; }
+/* What went wrong in the last failed greeting, for `once` to print (thread-local: every
+ * client thread has its own). */
+static __thread char failure[160];
+
+static int fail(int fd, const char *step) {
+    snprintf(failure, sizeof failure, "%s: %s", step, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+/* A connected socket, or -1. Until `give_up` (0: no retry), a path that does not exist yet or
+ * that nobody listens on yet is tried again every millisecond: an activator creates the file
+ * at bind(), a moment before listen(), and a connect() in between is refused. `*started` is
+ * the time of the connect() that succeeded. */
+static int open_connection(uint64_t give_up, uint64_t *started) {
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return fail(-1, "socket");
+        *started = now_ns();
+        if (connect(fd, (struct sockaddr *)&address, sizeof address) == 0) return fd;
+        int not_yet = errno == ENOENT || errno == ECONNREFUSED;
+        if (!not_yet || now_ns() > give_up) return fail(fd, "connect");
+        close(fd);
+        usleep(1000);
+    }
+}
+
+/* One greeting on a connected socket, which it closes; 0 when the reply was exactly REPLY. */
+static int greet_on(int fd) {
+    if (write(fd, REQUEST, sizeof REQUEST - 1) != (ssize_t)(sizeof REQUEST - 1)) return fail(fd, "write");
     char buffer[256];
     size_t got = 0;
     for (;;) {
         ssize_t n = read(fd, buffer + got, sizeof buffer - got);
-        if (n <= 0) break;
+        if (n < 0) return fail(fd, "read");
+        if (n == 0) break;
         got += (size_t)n;
         if (got == sizeof buffer) break;
     }
     close(fd);
-    return (got == sizeof REPLY - 1 && memcmp(buffer, REPLY, got) == 0) ? 0 : -1;
+    if (got == sizeof REPLY - 1 && memcmp(buffer, REPLY, got) == 0) return 0;
+    snprintf(failure, sizeof failure, "bad reply: %zu bytes \"%.*s\"", got, (int)(got < 100 ? got : 100), buffer);
+    return -1;
+}
+
+static int greet(void) {
+    uint64_t started;
+    int fd = open_connection(0, &started);
+    return fd < 0 ? -1 : greet_on(fd);
 }
 
 static void *client(void *unused) {
@@ -105,13 +138,9 @@ static int rate(const char *path, int threads, double seconds) {
 
 static int once(const char *path) {
     set_path(path);
-    uint64_t give_up = now_ns() + 10ull * 1000000000u;
-    while (access(path, F_OK) != 0) {
-        if (now_ns() > give_up) return 1;
-        usleep(1000);
-    }
-    uint64_t start = now_ns();
-    if (greet() != 0) { fprintf(stderr, "bad reply\n"); return 1; }
+    uint64_t start;
+    int fd = open_connection(now_ns() + 10ull * 1000000000u, &start);
+    if (fd < 0 || greet_on(fd) != 0) { fprintf(stderr, "%s\n", failure); return 1; }
     printf("%llu\n", (unsigned long long)((now_ns() - start) / 1000));
     return 0;
 }

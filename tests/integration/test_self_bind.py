@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from greeterd import activation
-from tests.support import GREETERD, greet, try_greet, wait_for
+from tests.support import GREETERD, greet, reachable, try_greet, wait_for
 
 HELLO = "Hello, Zoë\n".encode()
 
@@ -27,7 +27,7 @@ class SelfBound:
         )
 
     def ready(self) -> "SelfBound":
-        wait_for(lambda: self.path.exists() or self.process.poll() is not None, what="the socket")
+        wait_for(lambda: reachable(self.path) or self.process.poll() is not None, what="the socket")
         assert self.process.poll() is None, self.process.communicate()[1]
         return self
 
