@@ -115,9 +115,10 @@ def reachable(path: str | Path) -> bool:
     """
     for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
         fields = line.split(None, 7)
-        if len(fields) == 8 and fields[7] == str(path):
+        if len(fields) == 8 and fields[7] == str(path):  # accepted sockets show the path too
             flags, kind = int(fields[3], 16), int(fields[4], 16)
-            return bool(flags & ACCEPTS_CONNECTIONS) or kind == socket.SOCK_DGRAM
+            if flags & ACCEPTS_CONNECTIONS or kind == socket.SOCK_DGRAM:
+                return True
     return False
 
 
