@@ -128,7 +128,7 @@ def _serve(
     )
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    for signum in (_signal.SIGTERM, _signal.SIGINT):
+    for signum in server.STOP_SIGNALS:
         _signal.signal(signum, _wake_loop)
     greeter.watch_wakeup_fd(read_fd)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)

@@ -79,8 +79,9 @@ _IN = select.EPOLLIN
 _MESSAGE_BYTES = protocol.MAX_REQUEST_BYTES + 1
 _CREDENTIALS_SPACE = _socket.CMSG_SPACE(12)  # struct ucred: pid, uid, gid
 _UNKNOWN_PEER = (-1, -1, -1)
-# What a stop is logged with; the signal module's enum would cost start-up time (activation.py).
-_SIGNAL_NAMES: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
+#: The signals that make greeterd drain and exit (daemon.py routes them to the wakeup fd), with
+#: the names the stop is logged with; the signal module's enum would cost start-up time.
+STOP_SIGNALS: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
 
 
 class Server:
@@ -181,7 +182,7 @@ class Server:
         received = os.read(self._wakeup_fd, 64)
         if received:
             number = received[-1]
-            self.stop(_SIGNAL_NAMES.get(number, f"signal {number}"))
+            self.stop(STOP_SIGNALS.get(number, f"signal {number}"))
 
     def _poll_timeout(self, now: float) -> float:
         wake = []
