@@ -1,11 +1,12 @@
 """Fixtures shared by the unit and integration tests."""
 
+import resource
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Activated, remove_tree, short_temp_dir
+from tests.support import Activated, raise_open_files, remove_tree, short_temp_dir
 
 
 @pytest.fixture
@@ -22,9 +23,15 @@ def activate(sock_dir: Path) -> Iterator[Callable[..., Activated]]:
     started: list[Activated] = []
 
     def start(
-        *args: str, wrapper: tuple[str, ...] = (), flags: tuple[str, ...] = (), wait: bool = True
+        *args: str,
+        wrapper: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = (),
+        flags: tuple[str, ...] = (),
+        wait: bool = True,
     ) -> Activated:
-        daemon = Activated(sock_dir, *args, wrapper=wrapper, flags=flags, wait=wait)
+        daemon = Activated(
+            sock_dir, *args, wrapper=wrapper, launcher=launcher, flags=flags, wait=wait
+        )
         started.append(daemon)
         return daemon
 
@@ -32,3 +39,12 @@ def activate(sock_dir: Path) -> Iterator[Callable[..., Activated]]:
     for daemon in started:
         if daemon.process.poll() is None:
             daemon.kill()
+
+
+@pytest.fixture
+def open_files() -> Iterator[Callable[[int], None]]:
+    """raise_open_files() for one test: the limits are put back after it, so a later test
+    that needs many fds and does not ask cannot pass on an earlier one's limit."""
+    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    yield raise_open_files
+    resource.setrlimit(resource.RLIMIT_NOFILE, saved)

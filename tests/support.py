@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -26,14 +27,48 @@ GREETERD = str(BIN / "greeterd")
 GREETER_CLIENT = str(BIN / "greeter-client")
 
 
+def skip_or_fail(message: str) -> None:
+    """Skip a test that this machine cannot run, except in CI (CI=true), where a skip would
+    hide a broken path and is a failure instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}: CI must run these tests")
+    pytest.skip(message)
+
+
 def require_tool(tool: str, install_hint: str) -> None:
-    """Skip a test whose tool is missing, except in CI (CI=true), where a skip would hide a
-    broken path and is a failure instead."""
+    """Skip (or, in CI, fail) a test whose tool is missing."""
     if shutil.which(tool) is None:
-        message = f"{tool} is missing ({install_hint})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: CI must run these tests")
-        pytest.skip(message)
+        skip_or_fail(f"{tool} is missing ({install_hint})")
+
+
+#: Files a test process has open besides the sockets it counts: pytest, the interpreter,
+#: pipes to its children.
+SPARE_FDS = 256
+
+
+def raise_open_files(sockets: int) -> None:
+    """Let this process hold ``sockets`` more fds: raise the soft RLIMIT_NOFILE to the hard one.
+
+    A stock Debian login shell has a soft limit of 1024 and a hard one of 524288, so a test
+    that holds thousands of sockets raises its own, as any program that needs them must.
+    Where even the hard limit is too low, the test skips (fails in CI) with the number it needs.
+    """
+    needed = sockets + SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        skip_or_fail(f"needs {needed} open files, the hard limit (ulimit -Hn) is {hard}")
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+#: Builds a wheel and an sdist of the project in the current directory into ./dist with the
+#: setuptools the interpreter has, as pip's build would, warnings shown as pip shows them.
+BUILD_PROJECT = """
+import setuptools, setuptools.build_meta as backend
+print("setuptools", setuptools.__version__)
+print(backend.build_wheel("dist"))
+print(backend.build_sdist("dist"))
+"""
 
 
 def short_temp_dir() -> Path:
@@ -126,7 +161,8 @@ class Activated:
     """greeterd started the real socket-activation way, by systemd-socket-activate.
 
     systemd-socket-activate binds and listens on ``path``, then execs greeterd (same pid)
-    with LISTEN_FDS on the first connection. ``log`` is greeterd's standard error.
+    with LISTEN_FDS on the first connection. ``log`` is greeterd's standard error. ``wrapper``
+    runs systemd-socket-activate; ``launcher`` runs greeterd.
     """
 
     def __init__(
@@ -134,6 +170,7 @@ class Activated:
         directory: Path,
         *args: str,
         wrapper: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = (),
         flags: tuple[str, ...] = (),
         wait: bool = True,
     ) -> None:
@@ -142,7 +179,7 @@ class Activated:
         activate = ["systemd-socket-activate", *flags, "-l", str(self.path)]
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [*wrapper, *activate, GREETERD, *args],
+                [*wrapper, *activate, *launcher, GREETERD, *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -174,6 +211,16 @@ class Activated:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait()
+
+
+def command_line(pid: int) -> list[str]:
+    """The arguments process ``pid`` runs with now (after any exec)."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def children(pid: int) -> list[int]:
+    """The pids of process ``pid``'s children."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def open_fds(pid: int) -> int:

@@ -301,10 +301,11 @@ def test_datagrams_are_answered_to_their_sender_with_credentials_logged(sock_dir
         os.close(wake_write)
 
 
-def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve):
+def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve, open_files):
     """3,000 clients connect, wait to be parked and hang up while one silent client stays:
     the deadline queue is compacted, never holding more than twice the live clients plus
     DEADLINE_SLACK finished ones, and the silent client still gets its timeout line."""
+    open_files(2 * 1001)  # both ends of each connection live in this process
     with serve() as running, connect(running.path) as silent:
         wait_for(lambda: running.server.waiting == 1, what="the silent client parked")
         for _ in range(3):

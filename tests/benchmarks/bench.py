@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -341,6 +342,21 @@ def kib_to_mib(value: float | None) -> float | None:
     return None if value is None else value / 1024
 
 
+#: Files the benchmark and its load generator have open besides the clients they hold.
+SPARE_FDS = 256
+
+
+def raise_open_files(clients: int) -> None:
+    """Let the load generator hold ``clients`` connections: it inherits this process's
+    RLIMIT_NOFILE, whose soft value a stock Debian login shell sets to 1024 (hard 524288)."""
+    needed = clients + SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise Failed(f"needs {needed} open files, the hard limit (ulimit -Hn) is {hard}")
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def machine() -> str:
     model = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -365,6 +381,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gbench-", dir="/tmp") as directory:
         work = Path(directory)
         try:
+            raise_open_files(settings.idle_clients)
             binaries, venv = build(work)
             bench = Bench(binaries, venv, work, settings)
             bench.run()

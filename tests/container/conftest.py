@@ -22,6 +22,15 @@ from tests.support import ROOT, require_tool
 
 CONTAINER_DIR = ROOT / "packaging" / "container"
 LOAD_SCRIPT = (Path(__file__).parent / "load.py").read_text()
+#: podman run options that boot systemd as PID 1 with what its sandboxing needs: see the file.
+SYSTEMD_RUN_OPTIONS = [
+    line
+    for line in (CONTAINER_DIR / "systemd-run-options").read_text().splitlines()
+    if line and not line.startswith("#")
+]
+#: The Debian suites every container test runs on: bookworm (Debian 12, systemd 252) and
+#: trixie (Debian 13, systemd 257). GREETER_SUITES="trixie" narrows a run to one.
+SUITES = tuple(os.environ.get("GREETER_SUITES", "bookworm trixie").split())
 
 # Podman settings that work on every host we know (runc, modest ulimits): see the file.
 os.environ.setdefault("CONTAINERS_CONF", str(CONTAINER_DIR / "containers.conf"))
@@ -35,6 +44,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 FAILED = pytest.StashKey[bool]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per suite: how many container tests ran on it, and how long they took."""
+    seconds = dict.fromkeys(SUITES, 0.0)
+    outcomes: dict[str, dict[str, int]] = {suite: {} for suite in SUITES}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if not isinstance(report, pytest.TestReport) or "[" not in report.nodeid:
+                continue
+            ids = report.nodeid.rpartition("[")[2].rstrip("]").split("-")
+            for suite in seconds.keys() & ids:
+                seconds[suite] += report.duration
+                if report.when == "call" or report.outcome != "passed":
+                    counts = outcomes[suite]
+                    counts[report.outcome] = counts.get(report.outcome, 0) + 1
+    for suite, spent in seconds.items():
+        if outcomes[suite]:
+            tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes[suite].items()))
+            terminalreporter.write_line(f"container tests on {suite}: {tally} in {spent:.0f} s")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -51,10 +80,10 @@ def pytest_runtest_makereport(
 class Container:
     """A running container with systemd as PID 1."""
 
-    def __init__(self, image: str, *, caps: tuple[str, ...] = ("SYS_ADMIN",)) -> None:
+    def __init__(self, image: str) -> None:
         self.name = f"greeterd-test-{uuid.uuid4().hex[:10]}"
-        cap_args = [arg for cap in caps for arg in ("--cap-add", cap)]
-        podman("run", "--detach", "--name", self.name, "--systemd=always", *cap_args, image)
+        self.image = image
+        podman("run", "--detach", "--name", self.name, *SYSTEMD_RUN_OPTIONS, image)
 
     def exec(
         self,
@@ -63,10 +92,15 @@ class Container:
         input: str | None = None,
         check: bool = True,
         timeout: float = 120,
+        privileged: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        user_args = ["--user", user] if user else []
+        """Run ``command`` in the container; ``privileged`` gives it every capability, as
+        reading another user's /proc/PID/ns/* needs (CAP_SYS_PTRACE)."""
+        options = ["--user", user] if user else []
+        if privileged:
+            options.append("--privileged")
         done = subprocess.run(
-            ["podman", "exec", "--interactive", *user_args, self.name, *command],
+            ["podman", "exec", "--interactive", *options, self.name, *command],
             input=input,
             capture_output=True,
             text=True,
@@ -162,7 +196,8 @@ class Container:
             check=False,
         ).stdout
         return (
-            f"--- systemctl status ---\n{status}\n--- journalctl ---\n{self.journal('-n', '200')}"
+            f"--- {self.image} ---\n--- systemctl status ---\n{status}\n"
+            f"--- journalctl ---\n{self.journal('-n', '200')}"
         )
 
     def remove(self) -> None:
@@ -182,20 +217,31 @@ def require_podman() -> None:
     require_tool("podman", "tests/run installs it")
 
 
-def image_from(script: str) -> str:
-    """Run packaging/container/SCRIPT (it prints an image name) and return the name."""
+def image_from(script: str, suite: str) -> str:
+    """Run packaging/container/SCRIPT SUITE (it prints an image name) and return the name."""
     done = subprocess.run(
-        [str(CONTAINER_DIR / script)], capture_output=True, text=True, timeout=1800, check=False
+        [str(CONTAINER_DIR / script), suite],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
-    assert done.returncode == 0, f"{script} failed:\n{done.stderr}"
+    assert done.returncode == 0, f"{script} {suite} failed:\n{done.stderr}"
     return done.stdout.strip()
 
 
+@pytest.fixture(scope="session", params=SUITES)
+def suite(request: pytest.FixtureRequest) -> str:
+    """The Debian suite this test runs on; it is in the test's id, so each report names it."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def image() -> str:
-    """The project's image, built from the Containerfile (cached layers make this quick)."""
+def image(suite: str) -> str:
+    """The project's image on ``suite``, built from the Containerfile (cached layers make
+    this quick)."""
     require_podman()
-    return image_from("build-image")
+    return image_from("build-image", suite)
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
-"""The Debian package on a clean system: packaging/build-deb builds the .deb from this checkout,
-apt installs it in a container with systemd as PID 1 and no greeterd, and apt purges it again.
+"""The Debian package on a clean system of each suite: packaging/build-deb builds the .deb from
+this checkout with that suite's tools (in a plain container of it), apt installs it in a
+container with systemd as PID 1 and no greeterd, and apt purges it again.
 
 The clean image is the base image (packaging/container/base-image) with only the command that
-boots systemd added, and the packages greeterd needs installed if the base lacks them (the
+boots systemd added, and the image's packages installed if the base lacks them (the
 debootstrap base already has them): nothing of greeterd is in it.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import (
+    CONTAINER_DIR,
     FAILED,
     Container,
     image_from,
@@ -35,13 +38,13 @@ MAN_PAGES = {
     "greeterd": "/usr/share/man/man8/greeterd.8.gz",
     "greeter-client": "/usr/share/man/man1/greeter-client.1.gz",
 }
-CLEAN_IMAGE = "localhost/greeterd-clean:bookworm"
 # The package's dependencies (and systemd to boot) must be in the image already, so that apt
 # installs the .deb without a package index or a network.
 CLEAN_CONTAINERFILE = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
-RUN packages="systemd systemd-sysv dbus python3 python3-systemd"; \\
+COPY image-packages /tmp/image-packages
+RUN packages=$(grep -o '^[^#[:space:]]*' /tmp/image-packages); \\
     dpkg -s $packages >/dev/null 2>&1 || { \\
         apt-get update \\
         && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages \\
@@ -52,37 +55,35 @@ CMD ["/sbin/init"]
 
 
 @pytest.fixture(scope="session")
-def clean_image(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A bootable image made from the base image, without greeterd."""
+def clean_image(suite: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A bootable image of ``suite`` made from its base image, without greeterd."""
     require_podman()
-    base = image_from("base-image")
+    base = image_from("base-image", suite)
     context = tmp_path_factory.mktemp("clean-image")
     (context / "Containerfile").write_text(CLEAN_CONTAINERFILE)
-    podman(
-        "build",
-        "--build-arg",
-        f"BASE_IMAGE={base}",
-        "--tag",
-        CLEAN_IMAGE,
-        str(context),
-    )
-    return CLEAN_IMAGE
+    shutil.copy(CONTAINER_DIR / "image-packages", context)
+    image = f"localhost/greeterd-clean:{suite}"
+    podman("build", "--build-arg", f"BASE_IMAGE={base}", "--tag", image, str(context))
+    return image
 
 
 @pytest.fixture(scope="session")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """greeterd's .deb, built once per session by packaging/build-deb into a temporary dir."""
-    out = tmp_path_factory.mktemp("deb")
+def deb(suite: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """greeterd's .deb, built once per suite by packaging/build-deb in a plain container of
+    that suite, so that its debhelper and lintian judge it."""
+    require_podman()
+    out = tmp_path_factory.mktemp(f"deb-{suite}")
     done = subprocess.run(
-        [str(ROOT / "packaging" / "build-deb"), str(out)],
+        [str(CONTAINER_DIR / "run-in"), "--out", str(out), suite, "packaging/build-deb", "/out"],
         capture_output=True,
         text=True,
         timeout=1800,
         check=False,
     )
-    assert done.returncode == 0, f"packaging/build-deb failed:\n{done.stderr[-8000:]}"
-    path = Path(done.stdout.splitlines()[-1])
-    assert path.parent == out, done.stdout
+    assert done.returncode == 0, f"packaging/build-deb on {suite} failed:\n{done.stderr[-8000:]}"
+    lintian = [line for line in done.stderr.splitlines() if line[:3] in ("E: ", "W: ")]
+    print(f"build-deb on {suite}: lintian says {lintian or 'nothing'}")
+    path = out / Path(done.stdout.splitlines()[-1]).name
     assert path.is_file(), done.stdout
     return path
 

@@ -15,6 +15,8 @@ from greeterd import protocol
 from tests.support import (
     GREETER_CLIENT,
     GREETERD,
+    children,
+    command_line,
     connect,
     exchange,
     greet,
@@ -26,10 +28,14 @@ HELLO = "Hello, Zoë\n".encode()
 
 
 def test_the_first_connection_starts_greeterd_and_is_greeted(activate):
-    """The connection that triggers activation is answered by the daemon that it started."""
+    """The connection that triggers activation is answered by the daemon that it started:
+    until then the process is systemd-socket-activate; after it, the same pid runs greeterd."""
     daemon = activate()
+    pid = daemon.process.pid
+    assert Path(command_line(pid)[0]).name == "systemd-socket-activate"
     assert greet(daemon.path) == HELLO
-    assert "Execing" in daemon.log
+    assert GREETERD in command_line(pid), command_line(pid)
+    assert children(pid) == []
     assert daemon.stop() == 0
 
 

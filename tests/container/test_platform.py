@@ -1,0 +1,34 @@
+"""Each image is the Debian it claims to be, and greeterd builds there without a warning."""
+
+import re
+
+from tests.support import BUILD_PROJECT
+
+#: systemd and Python of each suite the container tests boot (Debian's own packages).
+PLATFORMS = {"bookworm": ("252", "3.11"), "trixie": ("257", "3.13")}
+
+
+def test_the_image_runs_its_suites_systemd_and_python(container, suite):
+    """/etc/os-release names the suite, and PID 1 and python3 are that release's versions."""
+    release = container.exec("cat", "/etc/os-release").stdout
+    assert f"VERSION_CODENAME={suite}" in release
+    systemd = container.exec("systemctl", "--version").stdout.split()[1]
+    python = container.exec("python3", "-c", "import sys; print(sys.version.split()[0])").stdout
+    print(f"{suite}: systemd {systemd}, Python {python.strip()}")
+    assert (systemd, python.rsplit(".", 1)[0]) == PLATFORMS[suite]
+
+
+def test_the_debian_setuptools_builds_greeterd_without_a_deprecation_warning(container, suite):
+    """The copy of the checkout in the image builds a wheel and an sdist with the suite's own
+    setuptools (66 on bookworm, 78 on trixie) and no deprecation warning."""
+    done = container.exec(
+        "sh",
+        "-c",
+        "cp -r /src/greeterd /tmp/build && cd /tmp/build && python3 -",
+        input=BUILD_PROJECT,
+    )
+    output = done.stdout + done.stderr
+    version = re.search(r"setuptools (\S+)", output)
+    assert version, output
+    print(f"{suite}: setuptools {version.group(1)}")
+    assert "deprecat" not in output.lower(), output
