@@ -4,10 +4,7 @@ This is the only module that reads systemd's environment: LISTEN_* (through syst
 which checks LISTEN_PID and unsets the variables so children do not inherit them),
 WATCHDOG_* and JOURNAL_STREAM. Everything else gets plain values from here.
 
-It uses the C halves of ``socket`` and ``systemd.daemon`` (``_socket``, ``systemd._daemon``):
-importing socket.py builds four enums and loads selectors, about 6 ms, a third of a cold
-start, and systemd/daemon.py imports socket.py. What greeterd needs from either is in the C
-module (README, Performance).
+It uses the C halves of ``socket`` and ``systemd.daemon``, through speedups.py, which says why.
 
 An inherited socket belongs to systemd: greeterd validates it and only accept()s on it; it
 never binds, listens, shuts down or unlinks it. Without systemd, greeterd binds a socket of its
@@ -16,11 +13,11 @@ own, and unlinks that path on exit only if it is still the socket it bound.
 
 from __future__ import annotations
 
-import _socket
 import os
 import stat
 
-from systemd import _daemon
+from greeterd import speedups
+from greeterd.speedups import sockets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,7 +45,7 @@ CONNECTION = "connection"  # one accepted client (Accept=yes): serve it, then ex
 #: The fd name systemd gives the connection it passes with Accept=yes.
 CONNECTION_NAME = "connection"
 
-_SERVED_TYPES = (_socket.SOCK_STREAM, _socket.SOCK_SEQPACKET, _socket.SOCK_DGRAM)
+_SERVED_TYPES = (sockets.SOCK_STREAM, sockets.SOCK_SEQPACKET, sockets.SOCK_DGRAM)
 _WHAT_WE_SERVE = "greeterd serves AF_UNIX stream, seqpacket and datagram sockets"
 
 
@@ -57,7 +54,7 @@ class Endpoint:
 
     __slots__ = ("kind", "name", "sock")
 
-    def __init__(self, sock: _socket.socket, name: str, kind: str) -> None:
+    def __init__(self, sock: sockets.socket, name: str, kind: str) -> None:
         self.sock = sock
         self.name = name
         self.kind = kind
@@ -65,14 +62,14 @@ class Endpoint:
     @property
     def message_mode(self) -> bool:
         """One message is one request (seqpacket, datagram), instead of a byte stream."""
-        return self.sock.type != _socket.SOCK_STREAM
+        return self.sock.type != sockets.SOCK_STREAM
 
     def describe(self) -> str:
         """'stream /run/greeter.sock' and the like, for STATUS= and the log."""
         kind = {
-            _socket.SOCK_STREAM: "stream",
-            _socket.SOCK_SEQPACKET: "seqpacket",
-            _socket.SOCK_DGRAM: "datagram",
+            sockets.SOCK_STREAM: "stream",
+            sockets.SOCK_SEQPACKET: "seqpacket",
+            sockets.SOCK_DGRAM: "datagram",
         }[self.sock.type]
         if self.kind == CONNECTION:
             return f"one {kind} connection ({self.name})"
@@ -91,10 +88,9 @@ def inherited_endpoints() -> list[Endpoint]:
 
 
 def listen_fds_with_names() -> dict[int, str]:
-    """{fd: name} of the sockets systemd passed, as systemd.daemon.listen_fds_with_names()
-    returns them; the variables are unset, so children do not inherit them."""
-    count, *names = _daemon._listen_fds_with_names(True)
-    return {_daemon.LISTEN_FDS_START + i: names[i] for i in range(count)}
+    """{fd: name} of the sockets systemd passed; the variables are unset, so children do not
+    inherit them."""
+    return speedups.listen_fds_with_names()
 
 
 def adopt(fd: int, name: str) -> Endpoint:
@@ -105,7 +101,7 @@ def adopt(fd: int, name: str) -> Endpoint:
     names it "connection"). Anything else is refused by name.
     """
     try:
-        sock = _socket.socket(fileno=fd)  # detects family and type without a dup()
+        sock = sockets.socket(fileno=fd)  # detects family and type without a dup()
     except OSError as error:
         raise ActivationError(f"fd {fd} ({name}) is not a socket ({error.strerror})") from None
     try:
@@ -116,23 +112,23 @@ def adopt(fd: int, name: str) -> Endpoint:
     if kind == DATAGRAM:
         # Ask for each sender's credentials with its message, for the log (the unit's
         # PassCredentials= does the same; SO_PEERCRED has nothing to say about datagrams).
-        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
+        sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_PASSCRED, 1)
     # Never block the loop. The flag is shared with systemd's copy of the socket, which
     # systemd itself resets (NonBlocking=) for the next instance.
     sock.setblocking(False)
     return Endpoint(sock, name, kind)
 
 
-def _kind(sock: _socket.socket, name: str) -> str:
-    if sock.family != _socket.AF_UNIX:
+def _kind(sock: sockets.socket, name: str) -> str:
+    if sock.family != sockets.AF_UNIX:
         raise ActivationError(f"a {_constant_name(sock.family, 'AF_')} socket")
     if sock.type not in _SERVED_TYPES:
         raise ActivationError(f"a {_constant_name(sock.type, 'SOCK_')} socket")
-    if sock.type == _socket.SOCK_DGRAM:
+    if sock.type == sockets.SOCK_DGRAM:
         if not sock.getsockname():
             raise ActivationError("a datagram socket bound to no address")
         return DATAGRAM
-    listening = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN)
+    listening = sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_ACCEPTCONN)
     if listening and name == CONNECTION_NAME:
         raise ActivationError(f"named {CONNECTION_NAME!r} (Accept=yes) but listening")
     if listening:
@@ -146,8 +142,8 @@ def _kind(sock: _socket.socket, name: str) -> str:
 
 def _constant_name(value: int, prefix: str) -> str:
     """'AF_INET' for 2 with prefix 'AF_': the name socket.py's enums would print."""
-    names = sorted(name for name in dir(_socket) if name.startswith(prefix))
-    return next((name for name in names if getattr(_socket, name) == value), str(value))
+    names = sorted(name for name in dir(sockets) if name.startswith(prefix))
+    return next((name for name in names if getattr(sockets, name) == value), str(value))
 
 
 class BoundListener:
@@ -156,7 +152,7 @@ class BoundListener:
     def __init__(self, path: str) -> None:
         self.path = path
         _remove_stale_socket(path)
-        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
         previous_umask = os.umask(0o777 & ~SOCKET_MODE)  # no window with a wrong mode
         try:
             self.sock.bind(path)
@@ -193,7 +189,7 @@ def _remove_stale_socket(path: str) -> None:
         raise ActivationError(f"cannot check {path}: {error.strerror}") from None
     if not stat.S_ISSOCK(status.st_mode):
         raise ActivationError(f"{path} exists and is not a socket; not touching it")
-    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
     probe.setblocking(False)  # a full backlog answers EAGAIN instead of blocking
     try:
         probe.connect(path)

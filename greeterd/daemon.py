@@ -12,16 +12,12 @@ import os
 import resource
 import sys
 
-from systemd import _daemon
-
 from greeterd import __version__, activation, cli, log, protocol, server
+from greeterd.speedups import notify, signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal as _signal  # _signal's functions, with the stubs signal.py has
     from collections.abc import Sequence
-else:
-    import _signal  # signal.py would build enums at start-up (activation.py)
 
 # sysexits.h codes, as listed by --help.
 EX_OK = 0
@@ -124,15 +120,15 @@ def _serve(
     if any(e.kind != activation.CONNECTION for e in endpoints):
         _raise_fd_limit(logger)  # not for Accept=yes: that process serves one client
     greeter = server.Server(
-        endpoints, logger, _daemon.notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
+        endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    signals.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for signum in server.STOP_SIGNALS:
-        _signal.signal(signum, _wake_loop)
+        signals.signal(signum, _wake_loop)
     greeter.watch_wakeup_fd(read_fd)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
-    _daemon.notify(f"READY=1\nSTATUS=Greeting on {where}")
+    notify(f"READY=1\nSTATUS=Greeting on {where}")
     greeter.run()
     return EX_OK
 

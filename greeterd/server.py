@@ -17,7 +17,6 @@ an error line, a log line and a close, never an exception out of the loop.
 
 from __future__ import annotations
 
-import _socket
 import errno
 import os
 import select
@@ -26,19 +25,18 @@ import time
 
 from greeterd import protocol
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER
+from greeterd.lifecycle import AT_CAP, STOPPING, AcceptGate, Timers
 from greeterd.log import DEBUG
 from greeterd.protocol import ProtocolError
+from greeterd.speedups import accepter, signals, sockets
 from greeterd.waiting import WaitingClients
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal as _signal  # _signal's functions, with the stubs signal.py has
     from collections.abc import Callable, Sequence
 
     from greeterd.activation import Endpoint
     from greeterd.log import Log
-else:
-    import _signal  # signal.py would build enums at start-up (activation.py)
 
 #: Seconds a client has, from accept(), to send its whole name. A local client that has a name
 #: sends it in microseconds; this only ends clients that hang (and bounds a drain on SIGTERM).
@@ -70,18 +68,24 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
 
-_MSG_DONTWAIT = _socket.MSG_DONTWAIT
-_AF_UNIX = _socket.AF_UNIX
-_SOCK_STREAM = _socket.SOCK_STREAM
-_SOCK_SEQPACKET = _socket.SOCK_SEQPACKET
+_MSG_DONTWAIT = sockets.MSG_DONTWAIT
+_AF_UNIX = sockets.AF_UNIX
+_SOCK_STREAM = sockets.SOCK_STREAM
+_SOCK_SEQPACKET = sockets.SOCK_SEQPACKET
 _IN = select.EPOLLIN
 # A message is read with one byte to spare, so one that is too long shows as too long.
 _MESSAGE_BYTES = protocol.MAX_REQUEST_BYTES + 1
-_CREDENTIALS_SPACE = _socket.CMSG_SPACE(12)  # struct ucred: pid, uid, gid
+# A datagram's ancillary data: the sender's credentials (struct ucred: pid, uid, gid), and
+# room for the most fds a client can pass with it (SCM_MAX_FD, 253), each closed at once by
+# _sender_credentials(). The kernel installs in greeterd every passed fd that fits in this
+# buffer, and one left open would stay until greeterd ran out of fds; a buffer with no room
+# for them drops them only by accident of its size, of SO_PASSCRED, and of the order the kernel
+# writes credentials and fds in.
+_ANCILLARY_SPACE = sockets.CMSG_SPACE(12) + sockets.CMSG_SPACE(253 * 4)
 _UNKNOWN_PEER = (-1, -1, -1)
 #: The signals that make greeterd drain and exit (daemon.py routes them to the wakeup fd), with
 #: the names the stop is logged with; the signal module's enum would cost start-up time.
-STOP_SIGNALS: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
+STOP_SIGNALS: dict[int, str] = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT"}
 
 
 class Server:
@@ -106,8 +110,6 @@ class Server:
     ) -> None:
         self.log = log
         self.notify = notify
-        self.exit_idle_time = exit_idle_time
-        self.watchdog_interval = watchdog_interval
         self.read_timeout = read_timeout
         self.max_connections = max_connections
         self.clock = time.monotonic
@@ -117,22 +119,25 @@ class Server:
         self._reported = (0, 0)  # (greeted, refused) in the last STATUS=
         self.stopping = False
         self._listeners = {e.sock.fileno(): e.sock for e in endpoints if e.kind == LISTENER}
+        self._accepters = {fd: accepter(sock) for fd, sock in self._listeners.items()}
         self._datagrams = {e.sock.fileno(): e.sock for e in endpoints if e.kind == DATAGRAM}
         self._handed_over = [e for e in endpoints if e.kind == CONNECTION]
         # Accept=yes: nothing to accept, so the work is done when the one client is.
         self._one_shot = not (self._listeners or self._datagrams)
         self._waiting = WaitingClients()
         self._epoll = select.epoll()
-        self._accepting = False
-        self._resume_accepting_at: float | None = None
+        self._timers = Timers(
+            self.clock(),
+            watchdog_interval=watchdog_interval,
+            status_interval=STATUS_INTERVAL,
+            exit_idle_time=exit_idle_time,
+        )
+        self._gate = AcceptGate()  # for stream and seqpacket clients: a datagram needs no fd
         self._accept_failures = 0
         self._wakeup_fd = -1
-        now = self.clock()
-        self._last_activity = now
-        self._next_watchdog = now
-        self._next_status = now
         self._debug = log.enabled(DEBUG)
-        self._set_accepting(True)
+        self._watch(self._listeners, True)
+        self._watch(self._datagrams, True)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -148,7 +153,7 @@ class Server:
                 break
             for fd, _ in self._epoll.poll(self._poll_timeout(now), EVENTS_PER_POLL):
                 if fd in self._listeners:
-                    self._accept(self._listeners[fd])
+                    self._accept(fd)
                 elif fd in self._waiting:
                     self._read(fd)
                 elif fd in self._datagrams:
@@ -158,8 +163,8 @@ class Server:
         self._epoll.close()
 
     def _wake_up_every_endpoint(self) -> None:
-        for sock in self._listeners.values():
-            self._accept(sock)
+        for fd in self._listeners:
+            self._accept(fd)
         for sock in self._datagrams.values():
             self._receive(sock)
 
@@ -174,7 +179,8 @@ class Server:
         if self.stopping:
             return
         self.stopping = True
-        self._set_accepting(False)
+        self._close_gate(STOPPING)
+        self._watch(self._datagrams, False)
         self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
         self.log.info(f"stopping ({why}): {self.status()}")
 
@@ -185,18 +191,15 @@ class Server:
             self.stop(STOP_SIGNALS.get(number, f"signal {number}"))
 
     def _poll_timeout(self, now: float) -> float:
-        wake = []
-        deadline = self._waiting.next_deadline()
-        if deadline is not None:
-            wake.append(deadline)
-        if self.watchdog_interval is not None:
-            wake.append(self._next_watchdog)
-        if self._status_changed():
-            wake.append(self._next_status)
-        if self._resume_accepting_at is not None:
-            wake.append(self._resume_accepting_at)
-        if self._idle_exit_enabled():
-            wake.append(self._last_activity + self.exit_idle_time)
+        wake = [
+            due
+            for due in (
+                self._waiting.next_deadline(),
+                self._timers.next_due(self._status_changed(), self._idle()),
+                self._gate.resume_at,
+            )
+            if due is not None
+        ]
         return max(0.0, min(wake) - now) if wake else -1.0
 
     def _housekeeping(self, now: float) -> None:
@@ -204,30 +207,28 @@ class Server:
             sock, received = self._socket_for(fd), self._waiting.received(fd)
             self._forget(fd)
             self._refuse(sock, protocol.TIMED_OUT, received)
-        if self._resume_accepting_at is not None and now >= self._resume_accepting_at:
-            self._resume_accepting_at = None
-            self._set_accepting(True)
-        if self.watchdog_interval is not None and now >= self._next_watchdog:
+        if self._gate.back_off_over(now):
+            self._watch(self._listeners, True)
+        if self._timers.watchdog_due(now):
             self.notify("WATCHDOG=1")
-            self._next_watchdog = now + self.watchdog_interval
-        if now >= self._next_status and self._status_changed():
+        if self._timers.status_due(now, self._status_changed()):
             self.notify(f"STATUS={self.status()}")
             self._reported = (self.greeted, self.refused)
-            self._next_status = now + STATUS_INTERVAL
-        if self._idle_exit_enabled() and now >= self._last_activity + self.exit_idle_time:
-            self._exit_if_idle(now)
+        if self._timers.idle_due(now, self._idle()):
+            self._exit_if_idle()
 
-    def _idle_exit_enabled(self) -> bool:
-        return self.exit_idle_time > 0 and not self.stopping and not self._waiting
+    def _idle(self) -> bool:
+        """Nothing in flight: an idle exit would strand no one."""
+        return not self.stopping and not self._waiting
 
-    def _exit_if_idle(self, now: float) -> None:
+    def _exit_if_idle(self) -> None:
         # Re-check: a client that connected since the last wake-up is served, not stranded.
         # One that connects after this stays queued, and systemd starts the next instance.
-        before = self._last_activity
+        before = self._timers.last_activity
         self._wake_up_every_endpoint()
-        if self._waiting or self._last_activity != before:
+        if self._waiting or self._timers.last_activity != before:
             return
-        self.stop(f"idle for {self.exit_idle_time:g}s")
+        self.stop(f"idle for {self._timers.exit_idle_time:g}s")
 
     def _status_changed(self) -> bool:
         return self._reported != (self.greeted, self.refused)
@@ -243,31 +244,35 @@ class Server:
 
     # -- accepting --------------------------------------------------------------------------
 
-    def _set_accepting(self, accepting: bool) -> None:
-        """Watch the listening and datagram sockets, or stop watching them: new clients then
-        wait in the kernel (listen backlog, socket receive queue)."""
-        if accepting == self._accepting or (accepting and self.stopping):
-            return
-        self._accepting = accepting
-        for fd in [*self._listeners, *self._datagrams]:
-            if accepting:
+    def _watch(self, endpoints: dict[int, sockets.socket], watching: bool) -> None:
+        """Watch these sockets in epoll, or stop: new clients then wait in the kernel (the
+        listen backlog, the socket's receive queue)."""
+        for fd in endpoints:
+            if watching:
                 self._epoll.register(fd, _IN)
             else:
                 self._epoll.unregister(fd)
 
-    def _accept(self, listener: _socket.socket) -> None:
+    def _close_gate(self, reason: str) -> None:
+        if self._gate.close(reason):
+            self._watch(self._listeners, False)
+
+    def _reopen_gate(self, reason: str) -> None:
+        if self._gate.reopen(reason):
+            self._watch(self._listeners, True)
+
+    def _accept(self, fd: int) -> None:
         """Accept and serve up to ACCEPT_BATCH clients: the hot path, kept flat on purpose."""
-        if not self._accepting:
+        if not self._gate.open:
             return
-        # _accept() is the C call socket.socket.accept() wraps: it returns the bare fd, and the
-        # client's socket object is made here from the known family and type (the wrapper
-        # would also convert both to enums, about 1 µs of a ~15 µs greeting).
-        accept = listener._accept  # type: ignore[attr-defined]
-        kind = listener.type
+        # A call that returns the bare fd; the client's socket object is made here from the
+        # known family and type (speedups.py says why).
+        accept = self._accepters[fd]
+        kind = self._listeners[fd].type
         message_mode = kind != _SOCK_STREAM
         for accepted in range(ACCEPT_BATCH):
             try:
-                fd, _ = accept()
+                client, _ = accept()
             except BlockingIOError:
                 if not accepted:
                     return
@@ -280,10 +285,10 @@ class Server:
             if self._accept_failures:
                 self.log.notice(f"accepting again after {self._accept_failures} failed accept()s")
                 self._accept_failures = 0
-            self._serve_new(_socket.socket(_AF_UNIX, kind, 0, fd), message_mode)
-            if not self._accepting:  # _park() reached max_connections
+            self._serve_new(sockets.socket(_AF_UNIX, kind, 0, client), message_mode)
+            if not self._gate.open:  # _park() reached max_connections
                 break
-        self._last_activity = self.clock()
+        self._timers.activity(self.clock())
 
     def _accept_failed(self, error: OSError) -> None:
         """Out of fds or memory: log once per burst and pause; anything else is a real fault."""
@@ -296,12 +301,12 @@ class Server:
                 errno=errno.errorcode.get(error.errno or 0, error.errno),
             )
         self._accept_failures += 1
-        self._set_accepting(False)
-        self._resume_accepting_at = self.clock() + ACCEPT_BACKOFF
+        if self._gate.back_off(self.clock() + ACCEPT_BACKOFF):
+            self._watch(self._listeners, False)
 
     # -- serving ----------------------------------------------------------------------------
 
-    def _serve_new(self, sock: _socket.socket, message_mode: bool) -> None:
+    def _serve_new(self, sock: sockets.socket, message_mode: bool) -> None:
         """Answer a new client at once if its request is there, else park it."""
         wanted = _MESSAGE_BYTES if message_mode else protocol.MAX_REQUEST_BYTES
         try:
@@ -315,7 +320,7 @@ class Server:
         if not self._answer(sock, data, not data, message_mode):
             self._park(sock, data, message_mode)
 
-    def _park(self, sock: _socket.socket, received: bytes, message_mode: bool) -> None:
+    def _park(self, sock: sockets.socket, received: bytes, message_mode: bool) -> None:
         """Wait in epoll for the rest of a request, until the read deadline. Only the fd is
         kept (waiting.py says why); _socket_for() wraps it again when there is work."""
         sock.setblocking(False)
@@ -323,12 +328,12 @@ class Server:
         self._waiting.add(fd, self.clock() + self.read_timeout, message_mode, received)
         self._epoll.register(fd, _IN)
         if len(self._waiting) >= self.max_connections:
-            self._set_accepting(False)  # resumed by _forget(): clients wait in the backlog
+            self._close_gate(AT_CAP)  # reopened by _forget(): clients wait in the backlog
 
-    def _socket_for(self, fd: int) -> _socket.socket:
+    def _socket_for(self, fd: int) -> sockets.socket:
         """A socket object for a waiting client's fd (no dup(): closing it closes the fd)."""
         kind = _SOCK_SEQPACKET if self._waiting.message_mode(fd) else _SOCK_STREAM
-        return _socket.socket(_AF_UNIX, kind, 0, fd)
+        return sockets.socket(_AF_UNIX, kind, 0, fd)
 
     def _read(self, fd: int) -> None:
         sock, received = self._socket_for(fd), self._waiting.received(fd)
@@ -350,7 +355,7 @@ class Server:
             self._waiting.set_received(fd, received)
             sock.detach()
 
-    def _answer(self, sock: _socket.socket, buffer: bytes, eof: bool, message_mode: bool) -> bool:
+    def _answer(self, sock: sockets.socket, buffer: bytes, eof: bool, message_mode: bool) -> bool:
         """Greet or refuse, then close, if ``buffer`` holds a whole request; return whether
         it did. The one place a ProtocolError becomes an error line and a log line."""
         try:
@@ -376,7 +381,7 @@ class Server:
         self.greeted += 1
         return True
 
-    def _refuse(self, sock: _socket.socket, reason: str, received: bytes) -> None:
+    def _refuse(self, sock: sockets.socket, reason: str, received: bytes) -> None:
         peer = _peer_credentials(sock)
         self._send_and_close(sock, protocol.format_error(reason))
         self._log_refusal(peer, reason, received)
@@ -393,7 +398,7 @@ class Server:
             received=protocol.describe(received),
         )
 
-    def _send_and_close(self, sock: _socket.socket, reply: bytes) -> None:
+    def _send_and_close(self, sock: sockets.socket, reply: bytes) -> None:
         # A reply on a fresh socket always fits the send buffer, so this never blocks; a client
         # that already left (EPIPE, ECONNRESET) is only counted.
         try:
@@ -402,27 +407,37 @@ class Server:
             self.lost += 1
         sock.close()
 
-    def _lose(self, sock: _socket.socket) -> None:
+    def _lose(self, sock: sockets.socket) -> None:
         self.lost += 1
         if self._debug:
             self.log.debug(f"client left before sending a name ({_peer(sock)})")
         sock.close()
 
-    def _receive(self, sock: _socket.socket) -> None:
+    def _forget(self, fd: int) -> None:
+        """Stop waiting for a client that is answered or gone (closing its socket removes it
+        from the epoll set)."""
+        self._waiting.remove(fd)
+        self._timers.activity(self.clock())
+        if len(self._waiting) < self.max_connections:
+            self._reopen_gate(AT_CAP)
+
+    # -- datagrams: no connection, so neither the client cap nor a back-off stops them ------
+
+    def _receive(self, sock: sockets.socket) -> None:
         """Answer up to ACCEPT_BATCH datagrams, each with one datagram to its sender."""
-        if not self._accepting:
+        if self.stopping:
             return
         for _ in range(ACCEPT_BATCH):
             try:
                 message, ancillary, _, sender = sock.recvmsg(
-                    _MESSAGE_BYTES, _CREDENTIALS_SPACE, _MSG_DONTWAIT
+                    _MESSAGE_BYTES, _ANCILLARY_SPACE, _MSG_DONTWAIT
                 )
             except BlockingIOError:
                 break
             except OSError as error:
                 self.log.warning(f"receiving a datagram failed: {error.strerror}")
                 break
-            self._last_activity = self.clock()
+            self._timers.activity(self.clock())
             peer = _sender_credentials(ancillary)
             if not sender:
                 # An unbound client has no address to reply to: say so in the log only.
@@ -441,33 +456,28 @@ class Server:
             except OSError:
                 self.lost += 1  # gone, or its receive queue is full
 
-    def _forget(self, fd: int) -> None:
-        """Stop waiting for a client that is answered or gone (closing its socket removes it
-        from the epoll set)."""
-        self._waiting.remove(fd)
-        self._last_activity = self.clock()
-        if (
-            not self._accepting
-            and self._resume_accepting_at is None
-            and len(self._waiting) < self.max_connections
-        ):
-            self._set_accepting(True)
 
-
-def _peer_credentials(sock: _socket.socket) -> tuple[int, int, int]:
+def _peer_credentials(sock: sockets.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the client, from SO_PEERCRED; (-1, -1, -1) if the kernel has none."""
     try:
-        return _ucred(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12))
+        return _ucred(sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, 12))
     except OSError:
         return _UNKNOWN_PEER
 
 
 def _sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int, int]:
-    """(pid, uid, gid) from a datagram's SCM_CREDENTIALS, or unknown ones."""
+    """(pid, uid, gid) from a datagram's SCM_CREDENTIALS, or unknown ones; closes every fd
+    the sender passed (SCM_RIGHTS): greeterd has no use for them (see _ANCILLARY_SPACE)."""
+    peer = _UNKNOWN_PEER
     for level, kind, data in ancillary:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS and len(data) >= 12:
-            return _ucred(data)
-    return _UNKNOWN_PEER
+        if level != sockets.SOL_SOCKET:
+            continue
+        if kind == sockets.SCM_RIGHTS:
+            for start in range(0, len(data) - len(data) % 4, 4):
+                os.close(int.from_bytes(data[start : start + 4], sys.byteorder, signed=True))
+        elif kind == sockets.SCM_CREDENTIALS and len(data) >= 12:
+            peer = _ucred(data)
+    return peer
 
 
 def _ucred(raw: bytes) -> tuple[int, int, int]:
@@ -475,6 +485,6 @@ def _ucred(raw: bytes) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def _peer(sock: _socket.socket) -> str:
+def _peer(sock: sockets.socket) -> str:
     pid, uid, _ = _peer_credentials(sock)
     return f"pid {pid} uid {uid}"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from greeterd import protocol
+from tests.unix_sockets import reachable
 
 #: The checkout's top directory.
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,10 @@ print("setuptools", setuptools.__version__)
 print(backend.build_wheel("dist"))
 print(backend.build_sdist("dist"))
 """
+
+
+#: The reply to greet() with its default name.
+HELLO = "Hello, Zoë\n".encode()
 
 
 def short_temp_dir() -> Path:
@@ -135,26 +140,6 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-
-
-#: /proc/net/unix's flag for a socket that listen() was called on (__SO_ACCEPTCON).
-ACCEPTS_CONNECTIONS = 0x10000
-
-
-def reachable(path: str | Path) -> bool:
-    """True once a client can reach the AF_UNIX socket at ``path``: a listening stream or
-    seqpacket socket, or a bound datagram socket.
-
-    The file appears at bind(), a moment before listen(); a connect() in between is
-    refused, so waiting for the file alone makes a test flaky on a busy machine.
-    """
-    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
-        fields = line.split(None, 7)
-        if len(fields) == 8 and fields[7] == str(path):  # accepted sockets show the path too
-            flags, kind = int(fields[3], 16), int(fields[4], 16)
-            if flags & ACCEPTS_CONNECTIONS or kind == socket.SOCK_DGRAM:
-                return True
-    return False
 
 
 class Activated:

@@ -1,5 +1,6 @@
 """The server loop, run in a thread on a real listening socket in a temporary directory."""
 
+import array
 import io
 import os
 import signal
@@ -15,24 +16,48 @@ import pytest
 from greeterd import log, protocol, waiting
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, Endpoint
 from greeterd.server import Server
-from tests.support import connect, exchange, greet, read_reply, wait_for
+from tests.support import HELLO, connect, exchange, greet, read_reply, wait_for
 
-HELLO = "Hello, Zoë\n".encode()
+
+def listener(path: Path, kind: int = socket.SOCK_STREAM) -> Endpoint:
+    """A listening stream (or seqpacket) socket at ``path``, as systemd would pass it."""
+    sock = socket.socket(socket.AF_UNIX, kind)
+    sock.bind(str(path))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return Endpoint(sock, "test", LISTENER)
+
+
+def datagram_socket(path: Path, *, pass_credentials: bool = True) -> Endpoint:
+    """A bound datagram socket at ``path``; activation.adopt() sets SO_PASSCRED on these."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, int(pass_credentials))
+    sock.setblocking(False)
+    return Endpoint(sock, "datagram", DATAGRAM)
+
+
+def datagram_client(path: Path) -> socket.socket:
+    """A datagram socket bound to an abstract address (to be replied to), sending to ``path``."""
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    client.settimeout(5)
+    client.bind("")
+    client.connect(str(path))
+    return client
 
 
 class Running:
-    """A Server serving in a background thread, with what it logged and notified."""
+    """A Server serving ``endpoints`` in a background thread, with what it logged and
+    notified; ``path`` is the first endpoint's socket path."""
 
-    def __init__(self, path: Path, **settings: object) -> None:
-        self.path = path
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen(4096)
-        self.listener.setblocking(False)
+    def __init__(self, endpoints: list[Endpoint], **settings: object) -> None:
+        self.endpoints = endpoints
+        name = endpoints[0].sock.getsockname()
+        self.path = Path(name) if isinstance(name, str) and name else None
         self.stream = io.StringIO()
         self.notified: list[str] = []
         self.server = Server(
-            [Endpoint(self.listener, "test", LISTENER)],
+            endpoints,
             log.Log(log.DEBUG, to_journal=False, stream=self.stream),
             self.notified.append,
             **settings,  # type: ignore[arg-type]
@@ -58,18 +83,22 @@ class Running:
         if self.thread.is_alive():
             self.sigterm()
             self.join()
-        self.listener.close()
+        for endpoint in self.endpoints:
+            endpoint.sock.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
 
 
 @pytest.fixture
 def serve(sock_dir: Path) -> Iterator[Callable[..., AbstractContextManager[Running]]]:
+    """serve(*endpoints, **settings): a Running server, stopped after the test; with no
+    endpoints, one stream listener in the test's directory."""
     started: list[Running] = []
 
     @contextmanager
-    def start(**settings: object) -> Iterator[Running]:
-        running = Running(sock_dir / f"s{len(started)}.sock", **settings)
+    def start(*endpoints: Endpoint, **settings: object) -> Iterator[Running]:
+        chosen = list(endpoints) or [listener(sock_dir / f"s{len(started)}.sock")]
+        running = Running(chosen, **settings)
         started.append(running)
         yield running
 
@@ -191,12 +220,11 @@ def test_exit_on_idle_waits_for_parked_clients(serve):
         running.join()
 
 
-def test_watchdog_pings_at_the_interval(serve):
-    """WATCHDOG=1 is sent from the loop at the interval asked for."""
+def test_the_loop_sends_watchdog_pings(serve):
+    """WATCHDOG=1 reaches notify from the loop, again and again (test_lifecycle.py proves
+    the times exactly)."""
     with serve(watchdog_interval=0.05) as running:
-        time.sleep(0.5)
-        pings = running.notified.count("WATCHDOG=1")
-    assert 5 <= pings <= 15
+        wait_for(lambda: running.notified.count("WATCHDOG=1") >= 3, what="three pings")
 
 
 def test_a_client_that_leaves_without_a_word_is_not_a_refusal(serve):
@@ -208,52 +236,29 @@ def test_a_client_that_leaves_without_a_word_is_not_a_refusal(serve):
     assert "refused" not in running.log
 
 
-def serve_endpoints(
-    *endpoints: Endpoint, read_timeout: float = 5.0
-) -> tuple[Server, threading.Thread, io.StringIO]:
-    """A Server on ``endpoints`` running in a thread, logging to the returned stream."""
-    stream = io.StringIO()
-    logger = log.Log(log.DEBUG, to_journal=False, stream=stream)
-    server = Server(list(endpoints), logger, lambda _: None, read_timeout=read_timeout)
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    return server, thread, stream
-
-
-def test_a_handed_over_connection_is_served_and_then_the_loop_returns():
+def test_a_handed_over_connection_is_served_and_then_the_loop_returns(serve):
     """Accept=yes: one connected socket, one greeting, and run() returns by itself."""
     ours, client = socket.socketpair()
     ours.setblocking(False)
-    server, thread, _ = serve_endpoints(Endpoint(ours, "connection", CONNECTION))
-    with client:
+    with serve(Endpoint(ours, "connection", CONNECTION)) as running, client:
         client.sendall(b"Ada\n")
         assert read_reply(client) == b"Hello, Ada\n"
-    thread.join(5)
-    assert not thread.is_alive()
-    assert server.greeted == 1
+        running.join(5)
+    assert running.server.greeted == 1
 
 
-def test_a_silent_handed_over_connection_times_out_and_the_loop_returns():
+def test_a_silent_handed_over_connection_times_out_and_the_loop_returns(serve):
     """Accept=yes and a client that says nothing: the timeout line, then run() returns."""
     ours, client = socket.socketpair()
     ours.setblocking(False)
-    _, thread, _ = serve_endpoints(Endpoint(ours, "connection", CONNECTION), read_timeout=0.2)
-    with client:
+    with serve(Endpoint(ours, "connection", CONNECTION), read_timeout=0.2) as running, client:
         assert read_reply(client) == protocol.format_error(protocol.TIMED_OUT)
-    thread.join(5)
-    assert not thread.is_alive()
+        running.join(5)
 
 
-def test_seqpacket_clients_send_one_message_and_get_one_reply(sock_dir):
+def test_seqpacket_clients_send_one_message_and_get_one_reply(serve, sock_dir):
     """On a seqpacket listener a message is a name (newline optional), the reply a message."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(str(sock_dir / "q"))
-    listener.listen(8)
-    listener.setblocking(False)
-    wake_read, wake_write = os.pipe2(os.O_NONBLOCK)
-    server, thread, _ = serve_endpoints(Endpoint(listener, "seqpacket", LISTENER))
-    server.watch_wakeup_fd(wake_read)
-    try:
+    with serve(listener(sock_dir / "q", socket.SOCK_SEQPACKET)):
         for message, reply in [
             (b"Zo\xc3\xab", HELLO),
             (b"Ada\n", b"Hello, Ada\n"),
@@ -264,41 +269,42 @@ def test_seqpacket_clients_send_one_message_and_get_one_reply(sock_dir):
                 client.connect(str(sock_dir / "q"))
                 client.send(message)
                 assert client.recv(4096) == reply
-    finally:
-        os.write(wake_write, bytes([signal.SIGTERM]))
-        thread.join(5)
-        listener.close()
-        os.close(wake_read)
-        os.close(wake_write)
 
 
-def test_datagrams_are_answered_to_their_sender_with_credentials_logged(sock_dir):
+def test_datagrams_are_answered_to_their_sender_with_credentials_logged(serve, sock_dir):
     """A datagram socket: each message gets one reply at the sender's address; refusals are
     logged with the sender's pid and uid from SCM_CREDENTIALS."""
-    endpoint_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    endpoint_sock.bind(str(sock_dir / "d"))
-    endpoint_sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-    endpoint_sock.setblocking(False)
-    wake_read, wake_write = os.pipe2(os.O_NONBLOCK)
-    server, thread, stream = serve_endpoints(Endpoint(endpoint_sock, "datagram", DATAGRAM))
-    server.watch_wakeup_fd(wake_read)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
-            client.settimeout(5)
-            client.bind("")  # an abstract address to reply to
-            client.connect(str(sock_dir / "d"))
-            client.send(b"Zo\xc3\xab\n")
-            assert client.recv(4096) == HELLO
-            client.send(b"\x1b[2J")
-            assert client.recv(4096) == b"error: control character in name\n"
-        wait_for(lambda: "refused" in stream.getvalue(), what="the refusal's log line")
-        assert f"pid {os.getpid()} uid {os.getuid()}" in stream.getvalue()
-    finally:
-        os.write(wake_write, bytes([signal.SIGTERM]))
-        thread.join(5)
-        endpoint_sock.close()
-        os.close(wake_read)
-        os.close(wake_write)
+    with (
+        serve(datagram_socket(sock_dir / "d")) as running,
+        datagram_client(sock_dir / "d") as client,
+    ):
+        client.send(b"Zo\xc3\xab\n")
+        assert client.recv(4096) == HELLO
+        client.send(b"\x1b[2J")
+        assert client.recv(4096) == b"error: control character in name\n"
+        wait_for(lambda: "refused" in running.log, what="the refusal's log line")
+    assert f"pid {os.getpid()} uid {os.getuid()}" in running.log
+
+
+def test_datagrams_are_answered_while_stream_clients_are_at_the_cap(serve, sock_dir):
+    """A datagram takes no connection and no fd: with max_connections stream clients parked
+    (the gate closed, the next stream client waiting in the backlog), datagrams are answered
+    at once all the same."""
+    stream = listener(sock_dir / "s")
+    with (
+        serve(stream, datagram_socket(sock_dir / "d"), max_connections=1) as running,
+        connect(sock_dir / "s"),
+        datagram_client(sock_dir / "d") as client,
+    ):
+        wait_for(lambda: running.server.waiting == 1, what="the silent client parked")
+        with connect(sock_dir / "s") as queued:
+            queued.sendall(b"Ada\n")
+            queued.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                queued.recv(64)  # not accepted: it waits in the backlog
+            client.settimeout(1)  # well inside the silent client's 5 s
+            client.send(b"Dee")
+            assert client.recv(4096) == b"Hello, Dee\n"
 
 
 def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve, open_files):
@@ -318,3 +324,23 @@ def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve, ope
         assert greet(running.path) == HELLO
         silent.settimeout(10)
         assert read_reply(silent) == protocol.format_error(protocol.TIMED_OUT)
+
+
+@pytest.mark.parametrize("pass_credentials", [True, False], ids=["SO_PASSCRED", "no SO_PASSCRED"])
+def test_fds_passed_with_datagrams_are_closed_not_kept(serve, sock_dir, pass_credentials):
+    """A client that sends fds (SCM_RIGHTS) with each datagram is answered, and none of them
+    stays open in the server, whether or not the socket asks for credentials (without
+    SO_PASSCRED the kernel installs every passed fd that fits the ancillary buffer)."""
+    passed = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", passed).tobytes())]
+    endpoint = datagram_socket(sock_dir / "d", pass_credentials=pass_credentials)
+    try:
+        with serve(endpoint), datagram_client(sock_dir / "d") as client:
+            baseline = len(os.listdir("/proc/self/fd"))
+            for _ in range(50):
+                client.sendmsg([b"Ada"], rights)
+                assert client.recv(4096) == b"Hello, Ada\n"
+            assert len(os.listdir("/proc/self/fd")) == baseline, "passed fds were kept"
+    finally:
+        for fd in passed:
+            os.close(fd)

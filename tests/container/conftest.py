@@ -168,6 +168,12 @@ class Container:
     def main_pid(self, unit: str = "greeter.service") -> str:
         return self.show(unit, "MainPID")["MainPID"]
 
+    def kill_and_wait_for_restart(self, unit: str = "greeter.service") -> str:
+        """kill -9 the unit's main process; return the new one's pid once systemd restarted it."""
+        pid = self.main_pid(unit)
+        self.exec("sh", "-c", f"kill -9 {pid}")
+        return self.wait_for_property(unit, "MainPID", lambda new: new not in (pid, "0"))
+
     def client(
         self, *args: str, user: str | None = None, check: bool = False
     ) -> subprocess.CompletedProcess[str]:

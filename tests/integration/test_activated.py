@@ -15,6 +15,7 @@ from greeterd import protocol
 from tests.support import (
     GREETER_CLIENT,
     GREETERD,
+    HELLO,
     children,
     command_line,
     connect,
@@ -23,8 +24,6 @@ from tests.support import (
     read_reply,
     wait_for,
 )
-
-HELLO = "Hello, Zoë\n".encode()
 
 
 def test_the_first_connection_starts_greeterd_and_is_greeted(activate):

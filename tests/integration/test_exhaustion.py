@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 from greeterd import protocol, server
-from tests.support import connect, greet, open_fds, read_reply, rss_kib, try_greet, wait_for
+from tests.support import HELLO, connect, greet, open_fds, read_reply, rss_kib, try_greet, wait_for
 
-HELLO = "Hello, Zoë\n".encode()
 IDLE_CLIENTS = 5000  # held by this test process, and as many by greeterd (each raises its limit)
 # What may stay with the server once they have gone: the malloc heap keeps a few hundred KiB of
 # the fd tables (waiting.py) in its free lists. Per-client Python objects kept over 1 MiB.

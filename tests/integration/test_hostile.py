@@ -7,6 +7,8 @@ back at their baseline: no case may leak or grow the server.
 
 from __future__ import annotations
 
+import array
+import os
 import socket
 import struct
 import threading
@@ -23,8 +25,10 @@ from greeterd import protocol
 from greeterd.protocol import ProtocolError
 from greeterd.server import READ_TIMEOUT
 from tests.support import (
+    HELLO,
     Activated,
     connect,
+    error_line,
     greet,
     open_fds,
     read_reply,
@@ -34,20 +38,15 @@ from tests.support import (
     wait_for,
 )
 
-HELLO = "Hello, Zoë\n".encode()
 #: Memory a case may leave behind: allocator slack, not a buffer per client.
 RSS_SLACK_KIB = 512
 
 
-def reply_for(reason: str) -> bytes:
-    return protocol.format_error(reason)
-
-
-EMPTY = reply_for(protocol.EMPTY)
-INVALID = reply_for(protocol.INVALID_UTF8)
-CONTROL = reply_for(protocol.CONTROL_CHARACTER)
-TOO_LONG = reply_for(protocol.TOO_LONG)
-TIMED_OUT = reply_for(protocol.TIMED_OUT)
+EMPTY = error_line(protocol.EMPTY)
+INVALID = error_line(protocol.INVALID_UTF8)
+CONTROL = error_line(protocol.CONTROL_CHARACTER)
+TOO_LONG = error_line(protocol.TOO_LONG)
+TIMED_OUT = error_line(protocol.TIMED_OUT)
 
 
 @dataclass
@@ -346,3 +345,26 @@ def test_a_slow_flood_does_not_grow_the_server(daemon):
         done.set()
         sampler.join()
     assert peak[0] <= daemon.baseline.rss_kib + RSS_SLACK_KIB
+
+
+def test_fds_sent_to_the_datagram_socket_are_not_kept(activate):
+    """A client passes 3 fds (SCM_RIGHTS) with each of 200 datagrams: every datagram is
+    answered and greeterd's open fds stay at their baseline."""
+    daemon = activate(flags=("--datagram",))
+    passed = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", passed).tobytes())]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            client.settimeout(10)
+            client.bind("")  # an abstract address to reply to
+            client.connect(str(daemon.path))
+            client.send(b"Ada")  # starts greeterd
+            assert client.recv(4096) == b"Hello, Ada\n"
+            baseline = open_fds(daemon.process.pid)
+            for _ in range(200):
+                client.sendmsg([b"Ada"], rights)
+                assert client.recv(4096) == b"Hello, Ada\n"
+            assert open_fds(daemon.process.pid) == baseline, "greeterd kept passed fds"
+    finally:
+        for fd in passed:
+            os.close(fd)

@@ -9,14 +9,13 @@ import sys
 from tests.support import (
     GREETER_CLIENT,
     GREETERD,
+    HELLO,
     children,
     command_line,
     greet,
-    reachable,
     wait_for,
 )
-
-HELLO = "Hello, Zoë\n".encode()
+from tests.unix_sockets import reachable
 
 
 def client(path, socket_type: str, name: str = "Zoë") -> subprocess.CompletedProcess[str]:
@@ -153,7 +152,7 @@ def test_an_unservable_socket_among_good_ones_stops_the_start(sock_dir):
         text=True,
         env={**os.environ, "PATH": f"{os.path.dirname(GREETER_CLIENT)}:{os.environ['PATH']}"},
     )  # fmt: skip
-    wait_for(good.exists, what="the stream socket")
+    wait_for(lambda: reachable(good), what="the stream socket")
     with socket.socket(socket.AF_UNIX) as poke:
         poke.connect(str(good))
         _, err = process.communicate(timeout=20)

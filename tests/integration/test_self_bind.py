@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from greeterd import activation
-from tests.support import GREETERD, greet, reachable, try_greet, wait_for
-
-HELLO = "Hello, Zoë\n".encode()
+from tests.support import GREETERD, HELLO, greet, try_greet, wait_for
+from tests.unix_sockets import reachable
 
 
 class SelfBound:

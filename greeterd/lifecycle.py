@@ -1,0 +1,114 @@
+"""What the server does besides greeting, and when: its timers and its accept gate.
+
+Pure: no I/O and no clock of its own. The server passes the time (time.monotonic()) into each
+call, so tests drive both objects with exact times instead of sleeping.
+
+- Timers: when a WATCHDOG=1 ping, a STATUS= update or an idle exit falls due, and so how long
+  the loop may sleep in epoll.
+- AcceptGate: whether new clients are taken from the kernel, and every reason they are not, by
+  name. Each reason is set and cleared in one place, and the gate opens only when none is left.
+"""
+
+from __future__ import annotations
+
+
+class Timers:
+    """The loop's periodic duties. ``watchdog_interval`` None: no watchdog; ``exit_idle_time``
+    0: never exit on idle. Each *_due() method that says yes also schedules the next time."""
+
+    def __init__(
+        self,
+        now: float,
+        *,
+        watchdog_interval: float | None,
+        status_interval: float,
+        exit_idle_time: float,
+    ) -> None:
+        self.watchdog_interval = watchdog_interval
+        self.status_interval = status_interval
+        self.exit_idle_time = exit_idle_time
+        self.last_activity = now
+        self._next_watchdog = now
+        self._next_status = now
+
+    def activity(self, now: float) -> None:
+        """Something happened (a client came or went): the idle time starts again."""
+        self.last_activity = now
+
+    def watchdog_due(self, now: float) -> bool:
+        if self.watchdog_interval is None or now < self._next_watchdog:
+            return False
+        self._next_watchdog = now + self.watchdog_interval
+        return True
+
+    def status_due(self, now: float, changed: bool) -> bool:
+        """A STATUS= update is due when there is news and the last one is old enough."""
+        if not changed or now < self._next_status:
+            return False
+        self._next_status = now + self.status_interval
+        return True
+
+    def idle_due(self, now: float, idle: bool) -> bool:
+        """Exit on idle is due when ``idle`` (nothing in flight) has lasted exit_idle_time."""
+        return self._idle_enabled(idle) and now >= self.last_activity + self.exit_idle_time
+
+    def next_due(self, status_changed: bool, idle: bool) -> float | None:
+        """The earliest time one of the duties can fall due, or None for none at all."""
+        due = []
+        if self.watchdog_interval is not None:
+            due.append(self._next_watchdog)
+        if status_changed:
+            due.append(self._next_status)
+        if self._idle_enabled(idle):
+            due.append(self.last_activity + self.exit_idle_time)
+        return min(due) if due else None
+
+    def _idle_enabled(self, idle: bool) -> bool:
+        return self.exit_idle_time > 0 and idle
+
+
+#: Why the gate is closed: as many clients wait for their names as the server will hold.
+AT_CAP = "at the client cap"
+#: accept() ran out of fds or memory; the gate reopens at AcceptGate.resume_at.
+BACKING_OFF = "backing off"
+#: The server is draining; nothing reopens the gate.
+STOPPING = "stopping"
+
+
+class AcceptGate:
+    """Whether the server takes new clients from the kernel (they wait in the listen backlog
+    meanwhile), and why not."""
+
+    def __init__(self) -> None:
+        self.reasons: set[str] = set()
+        #: When BACKING_OFF ends, if it is set.
+        self.resume_at: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return not self.reasons
+
+    def close(self, reason: str) -> bool:
+        """Add ``reason``; return whether that closed an open gate."""
+        was_open = self.open
+        self.reasons.add(reason)
+        return was_open
+
+    def reopen(self, reason: str) -> bool:
+        """Remove ``reason``; return whether that opened the gate. STOPPING stays for good."""
+        if reason == STOPPING or reason not in self.reasons:
+            return False
+        self.reasons.discard(reason)
+        return self.open
+
+    def back_off(self, until: float) -> bool:
+        """Close for BACKING_OFF until ``until``; return whether that closed an open gate."""
+        self.resume_at = until
+        return self.close(BACKING_OFF)
+
+    def back_off_over(self, now: float) -> bool:
+        """If a back-off has run its time, end it; return whether that opened the gate."""
+        if self.resume_at is None or now < self.resume_at:
+            return False
+        self.resume_at = None
+        return self.reopen(BACKING_OFF)
