@@ -81,17 +81,17 @@ class AcceptGate:
 
     def __init__(self) -> None:
         self.reasons: set[str] = set()
+        #: No reason left: an attribute, not a property, because the accept loop reads it
+        #: after every client.
+        self.open = True
         #: When BACKING_OFF ends, if it is set.
         self.resume_at: float | None = None
-
-    @property
-    def open(self) -> bool:
-        return not self.reasons
 
     def close(self, reason: str) -> bool:
         """Add ``reason``; return whether that closed an open gate."""
         was_open = self.open
         self.reasons.add(reason)
+        self.open = False
         return was_open
 
     def reopen(self, reason: str) -> bool:
@@ -99,6 +99,7 @@ class AcceptGate:
         if reason == STOPPING or reason not in self.reasons:
             return False
         self.reasons.discard(reason)
+        self.open = not self.reasons
         return self.open
 
     def back_off(self, until: float) -> bool:

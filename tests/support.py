@@ -72,6 +72,10 @@ print(backend.build_sdist("dist"))
 """
 
 
+#: A .pth file that ends any interpreter start that runs site: proof, when a program still
+#: runs beside it, that it started without site.
+POISON = "import sys; sys.exit('site ran')\n"
+
 #: The reply to greet() with its default name.
 HELLO = "Hello, Zoë\n".encode()
 

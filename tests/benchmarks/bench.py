@@ -39,6 +39,10 @@ from tests.unix_sockets import reachable
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 IDLE_CLIENTS = 5000
+#: greeterd installed from the checkout given with --baseline: before and after, one run.
+BASELINE = "greeterd, baseline"
+#: The peer that is greeterd's fast path and nothing else (peers/python_floor.py).
+FLOOR = "Python floor"
 
 
 @dataclass
@@ -82,16 +86,20 @@ def run(command: list[str], **kwargs: object) -> str:
     return str(done.stdout)
 
 
-def build(work: Path) -> tuple[Path, Path]:
-    """Compile the C programs and make the servers' virtualenv; return (bin dir, venv)."""
+def build(work: Path) -> Path:
+    """Compile the C programs; return their directory."""
     binaries = work / "bin"
     binaries.mkdir()
     for name, extra in (("loadgen", ["-pthread"]), ("reference_server", [])):
         run(["gcc", "-O2", "-Wall", *extra, "-o", str(binaries / name), str(HERE / f"{name}.c")])
-    venv = work / "venv"
+    return binaries
+
+
+def virtualenv(venv: Path, checkout: Path) -> Path:
+    """A virtualenv with greeterd installed from ``checkout`` (not editable); return it."""
     run([sys.executable, "-m", "venv", str(venv)])
-    run([str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)], timeout=600)
-    return binaries, venv
+    run([str(venv / "bin" / "pip"), "install", "--quiet", str(checkout)], timeout=600)
+    return venv
 
 
 # -- one server under systemd-socket-activate ---------------------------------------------
@@ -150,7 +158,14 @@ class Running:
 
 
 class Bench:
-    def __init__(self, binaries: Path, venv: Path, work: Path, settings: Settings) -> None:
+    def __init__(
+        self,
+        binaries: Path,
+        venv: Path,
+        work: Path,
+        settings: Settings,
+        baseline: Path | None = None,
+    ) -> None:
         self.loadgen = str(binaries / "loadgen")
         self.python = str(venv / "bin" / "python")
         self.work = work
@@ -159,9 +174,23 @@ class Bench:
         self.servers = [
             Server("C reference (epoll)", [str(binaries / "reference_server")]),
             Server("greeterd", [greeterd]),
+            *([Server(BASELINE, [str(baseline / "bin" / "greeterd")])] if baseline else []),
+            Server(
+                FLOOR,
+                [self.python, str(HERE / "peers" / "python_floor.py")],
+                holds_idle_clients=False,
+            ),
             Server(
                 "greeterd, Accept=yes",
                 [greeterd],
+                holds_idle_clients=False,
+                activate_flags=("--accept", "--fdname=connection"),
+            ),
+            # The Debian package's launcher runs python3 -IS (no site); pip drops the flags.
+            Server("greeterd, -IS (as the .deb)", [self.python, "-IS", greeterd]),
+            Server(
+                "greeterd, Accept=yes, -IS",
+                [self.python, "-IS", greeterd],
                 holds_idle_clients=False,
                 activate_flags=("--accept", "--fdname=connection"),
             ),
@@ -274,9 +303,11 @@ class Bench:
                 started.stop()
         self.measure_cold()
 
-    def ratio(self, server: Server, metric: str) -> float | None:
-        """Median over rounds of this server's figure divided by C's in the same round."""
-        reference = self.servers[0].results.get(metric, [])
+    def ratio(self, server: Server, metric: str, reference_name: str = "") -> float | None:
+        """Median over rounds of this server's figure divided by the reference's (C's, unless
+        named) in the same round."""
+        chosen = next((s for s in self.servers if s.name == reference_name), self.servers[0])
+        reference = chosen.results.get(metric, [])
         mine = server.results.get(metric, [])
         pairs = [m / r for m, r in zip(mine, reference, strict=False) if r]
         return statistics.median(pairs) if pairs else None
@@ -323,6 +354,19 @@ class Bench:
                 )
                 + " |"
             )
+        lines += [
+            "",
+            "| against the Python floor, same round | rate at 16 | rate at 128 "
+            "| CPU per greeting at 16 | CPU per greeting at 128 |",
+            "|---|---|---|---|---|",
+        ]
+        for server in self.servers:
+            if server.name.startswith("greeterd") and not server.activate_flags:
+                ratios = (
+                    fmt(self.ratio(server, metric, FLOOR), "{:.2f}")
+                    for metric in ("rate_16", "rate_128", "cpu_16", "cpu_128")
+                )
+                lines.append(f"| {server.name} | {' | '.join(ratios)} |")
         return "\n".join(lines)
 
 
@@ -376,6 +420,12 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short correctness run (CI)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run greeterd from another checkout (a change's before, side by side)",
+    )
     args = parser.parse_args()
     for tool in ("gcc", "systemd-socket-activate", "ss"):
         if shutil.which(tool) is None:
@@ -386,8 +436,10 @@ def main() -> int:
         work = Path(directory)
         try:
             raise_open_files(settings.idle_clients)
-            binaries, venv = build(work)
-            bench = Bench(binaries, venv, work, settings)
+            binaries = build(work)
+            venv = virtualenv(work / "venv", ROOT)
+            baseline = args.baseline and virtualenv(work / "baseline", args.baseline.resolve())
+            bench = Bench(binaries, venv, work, settings, baseline or None)
             bench.run()
         except Failed as failure:
             print(f"bench: {failure}", file=sys.stderr)

@@ -24,7 +24,7 @@ from tests.container.conftest import (
     podman,
     require_podman,
 )
-from tests.support import ROOT
+from tests.support import POISON, ROOT
 
 SOCKET = "/run/greeter.sock"
 UNIT_DIR = "/usr/lib/systemd/system"
@@ -225,3 +225,22 @@ def test_purge_stops_the_socket_and_leaves_no_unit_behind(installed):
         "systemctl", "list-unit-files", "--no-legend", "greeter*", check=False
     ).stdout
     assert unit_files.strip() == ""
+
+
+def test_the_launcher_starts_without_site_and_still_finds_everything(installed):
+    """/usr/bin/greeterd runs python3 -IS (debian/rules puts the flags back): with a .pth file
+    in dist-packages that stops any start that runs site, greeterd still finds itself and
+    python3-systemd, and greeter.service greets."""
+    assert installed.exec("head", "-n", "1", "/usr/bin/greeterd").stdout.endswith(" -IS\n")
+    poison = "/usr/lib/python3/dist-packages/zz-greeterd-test.pth"
+    installed.exec("sh", "-c", f"cat > {poison}", input=POISON)
+    assert "site ran" in installed.exec("python3", "-c", "pass", check=False).stderr
+    assert installed.exec("greeterd", "--version").stdout.startswith("greeterd ")
+    greeting = installed.exec(
+        "python3",
+        "-IS",
+        "-c",
+        "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/greeter.sock');"
+        "s.sendall(b'Zoe\\n'); print(s.recv(99))",
+    )
+    assert greeting.stdout.strip() == "b'Hello, Zoe\\n'"

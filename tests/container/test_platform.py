@@ -2,7 +2,7 @@
 
 import re
 
-from tests.support import BUILD_PROJECT
+from tests.support import BUILD_PROJECT, POISON
 
 #: systemd and Python of each suite the container tests boot (Debian's own packages).
 PLATFORMS = {"bookworm": ("252", "3.11"), "trixie": ("257", "3.13")}
@@ -32,3 +32,21 @@ def test_the_debian_setuptools_builds_greeterd_without_a_deprecation_warning(con
     assert version, output
     print(f"{suite}: setuptools {version.group(1)}")
     assert "deprecat" not in output.lower(), output
+
+
+def test_the_pip_installed_launcher_also_runs_without_site(container):
+    """pip writes a bare interpreter into the launcher's first line (it drops `-IS`), so the
+    image's greeterd starts with site; run with -IS it finds greeterd in /usr/local and
+    python3-systemd in /usr/lib without site: a .pth file that stops any start running site
+    is ignored."""
+    assert container.exec("head", "-n", "1", "/usr/local/bin/greeterd").stdout == (
+        "#!/usr/bin/python3\n"
+    )
+    site_dir = container.exec(
+        "python3", "-c", "import site; print(site.getsitepackages()[0])"
+    ).stdout.strip()
+    assert site_dir.startswith("/usr/local/")
+    container.exec("sh", "-c", f"cat > {site_dir}/zz-greeterd-test.pth", input=POISON)
+    assert "site ran" in container.exec("python3", "-c", "pass", check=False).stderr
+    done = container.exec("python3", "-IS", "/usr/local/bin/greeterd", "--version")
+    assert done.stdout.startswith("greeterd ")
