@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""greeterd's benchmark: greeterd, a C reference and two stdlib peers, all socket-activated.
+"""greeterd's benchmark: greeterd, a C reference, the Python floor and two stdlib peers, all
+socket-activated.
 
-    python3 tests/benchmarks/bench.py             the full run (about 7 minutes)
-    python3 tests/benchmarks/bench.py --quick     a short run that only checks correctness
+    python3 tests/benchmarks/bench.py                  the full run
+    python3 tests/benchmarks/bench.py --baseline DIR   with DIR's greeterd beside (11 min here)
+    python3 tests/benchmarks/bench.py --quick          a short run that only checks correctness
 
 Every server runs under systemd-socket-activate, the way systemd starts it, and is measured
 in turn, round after round (A B C D A B C D ...), so that a machine whose speed drifts hurts

@@ -41,6 +41,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.container)
+            # The first test of each suite makes its base image (about 90 s with debootstrap)
+            # and the image in its fixtures, inside pytest-timeout's bound.
+            item.add_marker(pytest.mark.timeout(900))
 
 
 FAILED = pytest.StashKey[bool]()
