@@ -84,13 +84,7 @@ def inherited_endpoints() -> list[Endpoint]:
     Raises ActivationError for any passed fd greeterd cannot serve: a unit that hands over the
     wrong kind of socket is a configuration error to report, not to ignore.
     """
-    return [adopt(fd, name) for fd, name in listen_fds_with_names().items()]
-
-
-def listen_fds_with_names() -> dict[int, str]:
-    """{fd: name} of the sockets systemd passed; the variables are unset, so children do not
-    inherit them."""
-    return speedups.listen_fds_with_names()
+    return [adopt(fd, name) for fd, name in speedups.listen_fds_with_names().items()]
 
 
 def adopt(fd: int, name: str) -> Endpoint:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from greeterd import protocol
-from tests.unix_sockets import reachable
+from tests import stdlib_helpers
+from tests.stdlib_helpers import reachable
 
 #: The checkout's top directory.
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,24 +42,12 @@ def require_tool(tool: str, install_hint: str) -> None:
         skip_or_fail(f"{tool} is missing ({install_hint})")
 
 
-#: Files a test process has open besides the sockets it counts: pytest, the interpreter,
-#: pipes to its children.
-SPARE_FDS = 256
-
-
 def raise_open_files(sockets: int) -> None:
-    """Let this process hold ``sockets`` more fds: raise the soft RLIMIT_NOFILE to the hard one.
-
-    A stock Debian login shell has a soft limit of 1024 and a hard one of 524288, so a test
-    that holds thousands of sockets raises its own, as any program that needs them must.
-    Where even the hard limit is too low, the test skips (fails in CI) with the number it needs.
-    """
-    needed = sockets + SPARE_FDS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        skip_or_fail(f"needs {needed} open files, the hard limit (ulimit -Hn) is {hard}")
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    """stdlib_helpers.raise_open_files() for a test: where even the hard limit is too low, the
+    test skips (fails in CI) with the number it needs."""
+    problem = stdlib_helpers.raise_open_files(sockets)
+    if problem:
+        skip_or_fail(problem)
 
 
 #: Builds a wheel and an sdist of the project in the current directory into ./dist with the

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from greeterd import speedups
+from tests.stdlib_helpers import reachable
 from tests.support import connect, require_tool, wait_for
-from tests.unix_sockets import reachable
 
 #: Prints what speedups' listen_fds_with_names() (argv[1] "private") or its public fallback
 #: finds, run by systemd-socket-activate.

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import shutil
 import signal
 import statistics
@@ -34,9 +33,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The checkout, for tests/unix_sockets.py: this file runs as a plain script.
+# The checkout, for tests/stdlib_helpers.py: this file runs as a plain script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.unix_sockets import reachable
+from tests.stdlib_helpers import raise_open_files, reachable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -392,21 +391,6 @@ def kib_to_mib(value: float | None) -> float | None:
     return None if value is None else value / 1024
 
 
-#: Files the benchmark and its load generator have open besides the clients they hold.
-SPARE_FDS = 256
-
-
-def raise_open_files(clients: int) -> None:
-    """Let the load generator hold ``clients`` connections: it inherits this process's
-    RLIMIT_NOFILE, whose soft value a stock Debian login shell sets to 1024 (hard 524288)."""
-    needed = clients + SPARE_FDS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise Failed(f"needs {needed} open files, the hard limit (ulimit -Hn) is {hard}")
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def machine() -> str:
     model = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -437,7 +421,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gbench-", dir="/tmp") as directory:
         work = Path(directory)
         try:
-            raise_open_files(settings.idle_clients)
+            # The load generator inherits the limit and holds the idle clients.
+            problem = raise_open_files(settings.idle_clients)
+            if problem:
+                raise Failed(problem)
             binaries = build(work)
             venv = virtualenv(work / "venv", ROOT)
             baseline = args.baseline and virtualenv(work / "baseline", args.baseline.resolve())

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+from tests.stdlib_helpers import reachable
 from tests.support import (
     GREETER_CLIENT,
     GREETERD,
@@ -15,7 +16,6 @@ from tests.support import (
     greet,
     wait_for,
 )
-from tests.unix_sockets import reachable
 
 
 def client(path, socket_type: str, name: str = "Zoë") -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from greeterd import activation
+from tests.stdlib_helpers import reachable
 from tests.support import GREETERD, HELLO, greet, try_greet, wait_for
-from tests.unix_sockets import reachable
 
 
 class SelfBound:
