@@ -2,7 +2,7 @@
 
 This is the only module that reads systemd's environment: LISTEN_* (through systemd-python,
 which checks LISTEN_PID and unsets the variables so children do not inherit them),
-WATCHDOG_* and JOURNAL_STREAM. Everything else gets plain values from here.
+WATCHDOG_*, NOTIFY_SOCKET and JOURNAL_STREAM. Everything else gets plain values from here.
 
 It uses the C halves of ``socket`` and ``systemd.daemon``, through speedups.py, which says why.
 
@@ -214,6 +214,11 @@ def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
     if not usec.isdigit() or int(usec) == 0:
         raise ActivationError(f"WATCHDOG_USEC={usec!r} is not a positive number of microseconds")
     return int(usec) / 2_000_000
+
+
+def notify_address(environ: Mapping[str, str]) -> str | None:
+    """Where sd_notify(3) messages go (NOTIFY_SOCKET), or None outside systemd."""
+    return environ.get("NOTIFY_SOCKET") or None
 
 
 def stderr_is_journal(environ: Mapping[str, str], stderr_fd: int = 2) -> bool:

@@ -12,8 +12,8 @@ import os
 import resource
 import sys
 
-from greeterd import __version__, activation, cli, log, protocol, server
-from greeterd.speedups import notify, signals
+from greeterd import __version__, activation, cli, log, outlets, protocol, server
+from greeterd.speedups import signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = COMMAND.parse_or_exit(argv, settings)
     if status is not None:
         return status
-    logger = log.Log(
-        log.LEVELS[settings.log_level], to_journal=activation.stderr_is_journal(os.environ)
-    )
+    to_journal = activation.stderr_is_journal(os.environ)
+    outlet = outlets.JournalOutlet() if to_journal else outlets.StreamOutlet()
+    logger = log.Log(log.LEVELS[settings.log_level], outlet)
     try:
         inherited = activation.inherited_endpoints()
         watchdog = activation.watchdog_interval(os.environ, os.getpid())
@@ -119,6 +119,7 @@ def _serve(
 ) -> int:
     if any(e.kind != activation.CONNECTION for e in endpoints):
         _raise_fd_limit(logger)  # not for Accept=yes: that process serves one client
+    notify = outlets.Notifier(activation.notify_address(os.environ))
     greeter = server.Server(
         endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )
@@ -130,6 +131,7 @@ def _serve(
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
     notify(f"READY=1\nSTATUS=Greeting on {where}")
     greeter.run()
+    notify.close()
     return EX_OK
 
 

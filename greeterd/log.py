@@ -1,18 +1,30 @@
-"""Log lines to the journal when systemd runs greeterd, to standard error otherwise.
+"""Log lines to the journal when systemd runs greeterd, to standard error otherwise, and never
+wait for either (outlets.py says why).
 
 Not the logging module: it costs more start-up time than the whole first greeting (see cli.py),
-and greeterd writes only a handful of kinds of lines. The journal gets structured fields
-(``GREETER_PEER_UID=``...) through systemd-python, imported on the first line sent, so a
-cold start that greets without complaint never pays for it.
+and greeterd writes only a handful of kinds of lines. Not systemd-python's ``journal.send``
+either: it makes a blocking sendmsg() and has no way not to, so a stopped journald would stop
+every greeting. greeterd writes the Native Journal Protocol itself (journal_entry()), which
+keeps the structured fields (``GREETER_PEER_UID=``...).
+
+A line that cannot be written now is dropped and counted; the first line written afterwards
+is preceded by one that says how many were lost, with GREETER_LINES_LOST=N.
 """
 
 from __future__ import annotations
 
-import sys
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Protocol
+
+    class Outlet(Protocol):
+        """Where lines go: outlets.JournalOutlet, outlets.StreamOutlet, or a test's list."""
+
+        #: True: native journal entries; False: text lines.
+        structured: bool
+
+        def send(self, data: bytes) -> bool: ...
+
 
 # syslog(3) priorities, as the journal stores them in PRIORITY=.
 ERROR = 3
@@ -34,10 +46,11 @@ class Log:
     through protocol.describe().
     """
 
-    def __init__(self, level: int, *, to_journal: bool, stream: TextIO | None = None) -> None:
+    def __init__(self, level: int, outlet: Outlet) -> None:
         self.level = level
-        self.to_journal = to_journal
-        self.stream = stream if stream is not None else sys.stderr
+        self.outlet = outlet
+        #: Lines dropped since the last one that was written.
+        self.lost = 0
 
     def enabled(self, priority: int) -> bool:
         return priority <= self.level
@@ -45,14 +58,18 @@ class Log:
     def write(self, priority: int, message: str, **fields: object) -> None:
         if priority > self.level:
             return
-        if self.to_journal:
-            from systemd import journal  # noqa: PLC0415 (first line only, see the docstring)
+        if self.lost:
+            if not self._send(WARNING, lost_message(self.lost), {"lines_lost": self.lost}):
+                self.lost += 1
+                return
+            self.lost = 0
+        if not self._send(priority, message, fields):
+            self.lost += 1
 
-            extra = {f"GREETER_{key.upper()}": str(value) for key, value in fields.items()}
-            journal.send(message, PRIORITY=str(priority), SYSLOG_IDENTIFIER=IDENTIFIER, **extra)
-        else:
-            self.stream.write(f"{IDENTIFIER}: {_NAMES[priority]}: {message}\n")
-            self.stream.flush()
+    def _send(self, priority: int, message: str, fields: dict[str, object]) -> bool:
+        if self.outlet.structured:
+            return self.outlet.send(journal_entry(priority, message, fields))
+        return self.outlet.send(text_line(priority, message))
 
     def error(self, message: str, **fields: object) -> None:
         self.write(ERROR, message, **fields)
@@ -68,3 +85,27 @@ class Log:
 
     def debug(self, message: str, **fields: object) -> None:
         self.write(DEBUG, message, **fields)
+
+
+def lost_message(count: int) -> str:
+    return f"{count} log lines lost: the log was not taking them (GREETER_LINES_LOST={count})"
+
+
+def text_line(priority: int, message: str) -> bytes:
+    """A line for standard error: 'greeterd: notice: MESSAGE'."""
+    return f"{IDENTIFIER}: {_NAMES[priority]}: {message}\n".encode()
+
+
+def journal_entry(priority: int, message: str, fields: dict[str, object]) -> bytes:
+    """One entry in the Native Journal Protocol: KEY=VALUE lines, or for a value with a
+    newline in it, KEY, a newline, the value's length as 64-bit little-endian, the value."""
+    entry = bytearray()
+    pairs = {"MESSAGE": message, "PRIORITY": priority, "SYSLOG_IDENTIFIER": IDENTIFIER}
+    pairs.update({f"GREETER_{key.upper()}": value for key, value in fields.items()})
+    for key, value in pairs.items():
+        data = str(value).encode()
+        if b"\n" in data:
+            entry += key.encode() + b"\n" + len(data).to_bytes(8, "little") + data + b"\n"
+        else:
+            entry += key.encode() + b"=" + data + b"\n"
+    return bytes(entry)

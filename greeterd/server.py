@@ -25,6 +25,7 @@ import time
 
 from greeterd import protocol
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER
+from greeterd.folding import OTHERS, RefusalFolder
 from greeterd.lifecycle import AT_CAP, STOPPING, AcceptGate, Timers
 from greeterd.log import DEBUG
 from greeterd.protocol import ProtocolError
@@ -133,6 +134,7 @@ class Server:
             exit_idle_time=exit_idle_time,
         )
         self._gate = AcceptGate()  # for stream and seqpacket clients: a datagram needs no fd
+        self._refusals = RefusalFolder()
         self._accept_failures = 0
         self._wakeup_fd = -1
         self._debug = log.enabled(DEBUG)
@@ -160,6 +162,7 @@ class Server:
                     self._receive(self._datagrams[fd])
                 elif fd == self._wakeup_fd:
                     self._on_wakeup()
+        self._log_summaries(self._refusals.flush())
         self._epoll.close()
 
     def _wake_up_every_endpoint(self) -> None:
@@ -197,6 +200,7 @@ class Server:
                 self._waiting.next_deadline(),
                 self._timers.next_due(self._status_changed(), self._idle()),
                 self._gate.resume_at,
+                self._refusals.next_due(),
             )
             if due is not None
         ]
@@ -216,6 +220,8 @@ class Server:
             self._reported = (self.greeted, self.refused)
         if self._timers.idle_due(now, self._idle()):
             self._exit_if_idle()
+        if self._refusals:
+            self._log_summaries(self._refusals.due(now))
 
     def _idle(self) -> bool:
         """Nothing in flight: an idle exit would strand no one."""
@@ -387,8 +393,11 @@ class Server:
         self._log_refusal(peer, reason, received)
 
     def _log_refusal(self, peer: tuple[int, int, int], reason: str, received: bytes) -> None:
+        """Count a refusal and log it, or fold it into its uid's summary (folding.py)."""
         pid, uid, gid = peer
         self.refused += 1
+        if not self._refusals.refused(self.clock(), uid, reason):
+            return
         self.log.notice(
             f"refused request from pid {pid} uid {uid}: {reason}: {protocol.describe(received)}",
             reason=reason,
@@ -397,6 +406,17 @@ class Server:
             peer_gid=gid,
             received=protocol.describe(received),
         )
+
+    def _log_summaries(self, summaries: list[tuple[int, str, int]]) -> None:
+        for uid, reason, repeats in summaries:
+            who = "other peers" if uid == OTHERS else f"uid {uid}"
+            self.log.notice(
+                f"refused {repeats} more requests from {who} within "
+                f"{self._refusals.window:g}s: {reason} (GREETER_REPEATS={repeats})",
+                reason=reason,
+                peer_uid=uid,
+                repeats=repeats,
+            )
 
     def _send_and_close(self, sock: sockets.socket, reply: bytes) -> None:
         # A reply on a fresh socket always fits the send buffer, so this never blocks; a client

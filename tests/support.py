@@ -68,6 +68,26 @@ POISON = "import sys; sys.exit('site ran')\n"
 HELLO = "Hello, Zoë\n".encode()
 
 
+class MemoryOutlet:
+    """A log outlet that keeps what it is sent: text lines, or journal entries when
+    ``structured``. ``taking`` False makes every send fail, as a full pipe or a stopped
+    journald would."""
+
+    def __init__(self, *, structured: bool = False) -> None:
+        self.structured = structured
+        self.taking = True
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> bool:
+        if self.taking:
+            self.sent.append(data)
+        return self.taking
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.sent).decode()
+
+
 def short_temp_dir() -> Path:
     """A fresh directory whose socket paths stay far below sun_path's 108 bytes."""
     return Path(tempfile.mkdtemp(prefix="gd-", dir="/tmp"))

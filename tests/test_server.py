@@ -1,7 +1,6 @@
 """The server loop, run in a thread on a real listening socket in a temporary directory."""
 
 import array
-import io
 import os
 import signal
 import socket
@@ -13,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from greeterd import log, protocol, waiting
+from greeterd import folding, log, protocol, waiting
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, Endpoint
 from greeterd.server import Server
-from tests.support import HELLO, connect, exchange, greet, read_reply, wait_for
+from tests.support import HELLO, MemoryOutlet, connect, exchange, greet, read_reply, wait_for
 
 
 def listener(path: Path, kind: int = socket.SOCK_STREAM) -> Endpoint:
@@ -54,11 +53,11 @@ class Running:
         self.endpoints = endpoints
         name = endpoints[0].sock.getsockname()
         self.path = Path(name) if isinstance(name, str) and name else None
-        self.stream = io.StringIO()
+        self.outlet = MemoryOutlet()
         self.notified: list[str] = []
         self.server = Server(
             endpoints,
-            log.Log(log.DEBUG, to_journal=False, stream=self.stream),
+            log.Log(log.DEBUG, self.outlet),
             self.notified.append,
             **settings,  # type: ignore[arg-type]
         )
@@ -69,7 +68,7 @@ class Running:
 
     @property
     def log(self) -> str:
-        return self.stream.getvalue()
+        return self.outlet.text
 
     def sigterm(self) -> None:
         """What signal.set_wakeup_fd does when SIGTERM arrives."""
@@ -154,6 +153,23 @@ def test_refusals_are_logged_with_peer_credentials_and_escaped(serve):
     assert f"pid {os.getpid()} uid {os.getuid()}" in line
     assert "\x1b" not in line
     assert "'a\\x1b[2Jb\\n'" in line
+
+
+def test_a_flood_of_refusals_is_folded_into_a_summary_that_adds_up(serve):
+    """Past SINGLES_PER_KEY refusals of one uid and reason, the rest of the window become one
+    summary line, written at the latest when the server stops; every refusal is counted."""
+    with serve() as running:
+        for _ in range(40):
+            assert exchange(running.path, b"\x1b\n") == b"error: control character in name\n"
+        running.sigterm()
+        running.join()
+    refusals = [line for line in running.log.splitlines() if "refused" in line]
+    singles = [line for line in refusals if "refused request from" in line]
+    (summary,) = [line for line in refusals if "more requests" in line]
+    assert len(singles) == folding.SINGLES_PER_KEY
+    assert f"uid {os.getuid()}" in summary
+    assert "(GREETER_REPEATS=35)" in summary
+    assert running.server.refused == 40
 
 
 def test_past_the_connection_cap_clients_wait_in_the_backlog(serve):

@@ -207,11 +207,14 @@ class Bench:
     def path(self) -> Path:
         return self.work / "bench.sock"
 
-    def rate(self, running: Running, clients: int) -> tuple[float, float, float, float]:
-        """(greetings/s, p50 µs, p99 µs, server CPU µs per greeting) for closed-loop clients."""
+    def rate(
+        self, running: Running, clients: int, mode: str = "rate"
+    ) -> tuple[float, float, float, float]:
+        """(greetings/s, p50 µs, p99 µs, server CPU µs per greeting) for closed-loop clients;
+        with mode "refuse", the same for names the server refuses (a flood of refusals)."""
         cpu = running.cpu_seconds()
         output = run(
-            [self.loadgen, "rate", str(running.path), str(clients), str(self.settings.seconds)]
+            [self.loadgen, mode, str(running.path), str(clients), str(self.settings.seconds)]
         )
         spent = running.cpu_seconds() - cpu
         count, errors, p50, p99 = (int(x) for x in output.split())
@@ -244,6 +247,14 @@ class Bench:
                 server.record(f"p50_{clients}", p50)
                 server.record(f"p99_{clients}", p99)
                 server.record(f"cpu_{clients}", cpu)
+        for server in self.refusing():
+            rate, _, _, cpu = self.rate(running[server.name], 16, "refuse")
+            server.record("refuse_16", rate)
+            server.record("refuse_cpu_16", cpu)
+
+    def refusing(self) -> list[Server]:
+        """The servers that check names (greeterd's), one process for all clients."""
+        return [s for s in self.servers if s.name.startswith("greeterd") and not s.activate_flags]
 
     def measure_quiet_clients(self, server: Server, running: Running) -> None:
         """The rate at 16 with one silent client held, and with IDLE_CLIENTS held, each as a
@@ -361,13 +372,25 @@ class Bench:
             "| CPU per greeting at 16 | CPU per greeting at 128 |",
             "|---|---|---|---|---|",
         ]
-        for server in self.servers:
-            if server.name.startswith("greeterd") and not server.activate_flags:
-                ratios = (
-                    fmt(self.ratio(server, metric, FLOOR), "{:.2f}")
-                    for metric in ("rate_16", "rate_128", "cpu_16", "cpu_128")
-                )
-                lines.append(f"| {server.name} | {' | '.join(ratios)} |")
+        for server in self.refusing():
+            ratios = (
+                fmt(self.ratio(server, metric, FLOOR), "{:.2f}")
+                for metric in ("rate_16", "rate_128", "cpu_16", "cpu_128")
+            )
+            lines.append(f"| {server.name} | {' | '.join(ratios)} |")
+        lines += [
+            "",
+            "| a flood of refused names, 16 clients | refusals/s | ratio to its greetings/s "
+            "| server CPU per refusal (µs) |",
+            "|---|---|---|---|",
+        ]
+        for server in self.refusing():
+            figures = (
+                fmt(server.median("refuse_16"), "{:,.0f}"),
+                fmt(ratio_of(server.median("refuse_16"), server.median("rate_16")), "{:.2f}"),
+                fmt(server.median("refuse_cpu_16"), "{:.1f}"),
+            )
+            lines.append(f"| {server.name} | {' | '.join(figures)} |")
         return "\n".join(lines)
 
 
@@ -383,8 +406,8 @@ def change(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:+.0f}%"
 
 
-def ratio_of(value: float | None, base: float) -> float | None:
-    return None if value is None else value / base
+def ratio_of(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else value / base
 
 
 def kib_to_mib(value: float | None) -> float | None:

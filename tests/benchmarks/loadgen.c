@@ -3,6 +3,8 @@
  *   loadgen rate PATH THREADS SECONDS   closed-loop greetings: connect, send "Zoë\n", read the
  *                                        reply, check it, close; one blocking client per thread.
  *                                        Prints: count errors p50_us p99_us
+ *   loadgen refuse PATH THREADS SECONDS the same with a name the server must refuse (an escape
+ *                                        sequence), checking the refusal line: a flood
  *   loadgen once PATH                    one greeting, timed from connect() to the reply; retries
  *                                        connect until something listens on PATH. Prints: micros
  *   loadgen exec PROGRAM ARG...          fork+exec+wait PROGRAM, timed. Prints: micros
@@ -26,8 +28,12 @@
 #include <unistd.h>
 #include <poll.h>
 
-static const char REQUEST[] = "Zo\xc3\xab\n";
-static const char REPLY[] = "Hello, Zo\xc3\xab\n";
+static const char GREETED[] = "Zo\xc3\xab\n";
+static const char HELLO[] = "Hello, Zo\xc3\xab\n";
+static const char REFUSED[] = "\x1b[31mbad\n";
+static const char REFUSAL[] = "error: control character in name\n";
+/* What every exchange sends and expects: a greeting, or with `refuse` a refusal. */
+static const char *request = GREETED, *reply = HELLO;
 #define MAX_SAMPLES 2000000
 
 static struct sockaddr_un address;
@@ -79,9 +85,10 @@ static int open_connection(uint64_t give_up, uint64_t *started) {
     }
 }
 
-/* One greeting on a connected socket, which it closes; 0 when the reply was exactly REPLY. */
+/* One exchange on a connected socket, which it closes; 0 when the reply was exactly `reply`. */
 static int greet_on(int fd) {
-    if (write(fd, REQUEST, sizeof REQUEST - 1) != (ssize_t)(sizeof REQUEST - 1)) return fail(fd, "write");
+    size_t request_len = strlen(request), reply_len = strlen(reply);
+    if (write(fd, request, request_len) != (ssize_t)request_len) return fail(fd, "write");
     char buffer[256];
     size_t got = 0;
     for (;;) {
@@ -92,7 +99,7 @@ static int greet_on(int fd) {
         if (got == sizeof buffer) break;
     }
     close(fd);
-    if (got == sizeof REPLY - 1 && memcmp(buffer, REPLY, got) == 0) return 0;
+    if (got == reply_len && memcmp(buffer, reply, got) == 0) return 0;
     snprintf(failure, sizeof failure, "bad reply: %zu bytes \"%.*s\"", got, (int)(got < 100 ? got : 100), buffer);
     return -1;
 }
@@ -178,9 +185,14 @@ static int hold(const char *path, int n, double seconds) {
 
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "rate") == 0) return rate(argv[2], atoi(argv[3]), atof(argv[4]));
+    if (argc == 5 && strcmp(argv[1], "refuse") == 0) {
+        request = REFUSED;
+        reply = REFUSAL;
+        return rate(argv[2], atoi(argv[3]), atof(argv[4]));
+    }
     if (argc == 3 && strcmp(argv[1], "once") == 0) return once(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "exec") == 0) return exec_timed(argv + 2);
     if (argc == 5 && strcmp(argv[1], "hold") == 0) return hold(argv[2], atoi(argv[3]), atof(argv[4]));
-    fprintf(stderr, "usage: loadgen rate PATH THREADS SECONDS | once PATH | exec PROGRAM... | hold PATH N SECONDS\n");
+    fprintf(stderr, "usage: loadgen rate|refuse PATH THREADS SECONDS | once PATH | exec PROGRAM... | hold PATH N SECONDS\n");
     return 2;
 }

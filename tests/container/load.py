@@ -5,12 +5,16 @@
     python3 - burst COUNT                connect COUNT clients at once, then send and read all
     python3 - idle-boundary ROUNDS GAP   one greeting, then a pause of GAP seconds give or take
                                          10%, ROUNDS times: pauses that straddle an idle exit
+    python3 - flood SECONDS UIDS REASONS  for SECONDS, one process per uid (2000, 2001...) sends
+                                         names refused for REASONS reasons (1-3) in turn, as
+                                         fast as it can, while a probe greets every 50 ms
 
 Prints one JSON object: how many were greeted, how many failed, and the first few failures.
 The tests read the counts; the exchange is checked byte for byte here.
 """
 
 import json
+import os
 import socket
 import sys
 import threading
@@ -110,6 +114,79 @@ def idle_boundary(rounds: int, gap: float) -> None:
     tally.report()
 
 
+#: Requests greeterd refuses, each for its own reason, and the refusal line it answers with.
+REFUSED = [
+    (b"\x1b[31mbad\n", b"error: control character in name\n"),
+    (b"\xff\n", b"error: invalid UTF-8\n"),
+    (b" \n", b"error: empty name\n"),
+]
+FLOOD_UID = 2000
+PROBE_INTERVAL = 0.05
+
+
+def exchange(request: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(PATH)
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    return reply
+
+
+def flooder(uid: int, deadline: float, reasons: int, report: int) -> None:
+    """A child process that drops to ``uid`` and sends refused names until the deadline; it
+    writes how many refusals it saw, and what else it got, to the fd ``report``."""
+    os.setgid(uid)
+    os.setuid(uid)
+    refused, other = 0, list[str]()
+    while time.monotonic() < deadline:
+        request, expected = REFUSED[refused % reasons]
+        try:
+            reply = exchange(request)
+        except OSError as error:
+            reply = f"{type(error).__name__}: {error}".encode()
+        if reply == expected:
+            refused += 1
+        elif len(other) < 10:
+            other.append(reply.decode(errors="replace"))
+    os.write(report, json.dumps({"uid": uid, "refused": refused, "other": other}).encode())
+    os._exit(0)
+
+
+def flood(seconds: float, uids: int, reasons: int) -> None:
+    """Flooders in processes of their own (SO_PEERCRED shows each uid), a probe in this one."""
+    deadline = time.monotonic() + seconds
+    readers = []
+    for index in range(uids):
+        read_end, write_end = os.pipe()
+        if os.fork() == 0:
+            flooder(FLOOD_UID + index, deadline, reasons, write_end)
+        os.close(write_end)
+        readers.append(read_end)
+    tally, latencies = Tally(), []
+    index = 0
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        tally.add(greet(index))
+        latencies.append(time.monotonic() - started)
+        index += 1
+        time.sleep(max(0.0, PROBE_INTERVAL - (time.monotonic() - started)))
+    flooders = []
+    for read_end in readers:
+        with os.fdopen(read_end, "rb") as report:
+            flooders.append(json.loads(report.read()))
+        os.wait()
+    latencies.sort()
+    tally.report(
+        probes=index,
+        p99_ms=round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+        refused=sum(f["refused"] for f in flooders),
+        flooders=flooders,
+    )
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "steady":
@@ -120,5 +197,7 @@ if __name__ == "__main__":
         burst(int(args[0]))
     elif mode == "idle-boundary":
         idle_boundary(int(args[0]), float(args[1]))
+    elif mode == "flood":
+        flood(float(args[0]), int(args[1]), int(args[2]))
     else:
         sys.exit(f"unknown mode {mode}")
