@@ -17,7 +17,7 @@ from greeterd import __version__, cli, protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 EX_OK = 0
 EX_DATAERR = 65  # the name breaks the protocol; nothing was sent
@@ -42,7 +42,13 @@ SOCKET_TYPES = {
 }
 
 PROMPT = "What is your name? "
-START_HINT = "start it with: systemctl start greeter.socket"
+START_HINT = (
+    "start it with: systemctl start greeter.socket "
+    "(or your own: systemctl --user start greeter.socket)"
+)
+
+#: A user's own greeter.socket listens on %t/greeter.sock: $XDG_RUNTIME_DIR/greeter.sock.
+USER_SOCKET = "greeter.sock"
 
 
 class Settings:
@@ -62,7 +68,9 @@ COMMAND = cli.Command(
         cli.Option("--name", "the name to send, instead of asking for it", metavar="NAME"),
         cli.Option(
             "--socket",
-            f"greeterd's socket; default $GREETER_SOCKET, else {protocol.DEFAULT_SOCKET}",
+            "greeterd's socket; default $GREETER_SOCKET, else "
+            f"$XDG_RUNTIME_DIR/{USER_SOCKET} if it exists (your own, from systemctl --user "
+            f"start greeter.socket), else {protocol.DEFAULT_SOCKET}",
             metavar="PATH",
         ),
         cli.Option(
@@ -108,9 +116,9 @@ class Failure(Exception):
         self.status = status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     settings = Settings()
-    settings.socket = os.environ.get("GREETER_SOCKET") or protocol.DEFAULT_SOCKET
+    settings.socket = default_socket(os.environ if environ is None else environ)
     status = COMMAND.parse_or_exit(argv, settings)
     if status is not None:
         return status
@@ -124,6 +132,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     print(greeting)
     return EX_OK
+
+
+def default_socket(environ: Mapping[str, str]) -> str:
+    """The socket to use without --socket, in the order --help states: $GREETER_SOCKET; the
+    user's own instance, $XDG_RUNTIME_DIR/greeter.sock, if it exists; the system's.
+
+    The user's own comes before the system's when both run, as podman and gpg-agent clients
+    find a user's socket first: whoever started one for themselves means to use it.
+    """
+    if chosen := environ.get("GREETER_SOCKET"):
+        return chosen
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/"):  # a relative one is not a runtime directory: ignored
+        own = os.path.join(runtime, USER_SOCKET)
+        if os.path.exists(own):
+            return own
+    return protocol.DEFAULT_SOCKET
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import os
 import resource
 import sys
 
-from greeterd import __version__, activation, cli, log, outlets, protocol, server
+from greeterd import __version__, activation, cli, folding, log, outlets, protocol, server
 from greeterd.speedups import signals
 
 TYPE_CHECKING = False
@@ -71,8 +71,11 @@ COMMAND = cli.Command(
         f"{server.READ_TIMEOUT:g} s from connecting to send a name of at most "
         f"{protocol.MAX_NAME_BYTES} bytes; at most {server.MAX_CONNECTIONS} clients are served "
         "at once and more wait in the socket's backlog. Logs go to the journal under systemd, "
-        "to standard error otherwise. SIGTERM stops accepting, finishes the clients in flight "
-        "and exits 0."
+        "to standard error otherwise, and never make greeterd wait: a line that cannot be "
+        "written at once is counted, and the next one says how many were lost. Past "
+        f"{folding.SINGLES_PER_KEY} refusals of one uid and reason in {folding.FOLD_WINDOW:g} s, "
+        "the rest of that time become one line with their count. SIGTERM stops accepting, "
+        "finishes the clients in flight and exits 0."
     ),
     exit_statuses=[
         (EX_OK, "stopped by SIGTERM or after --exit-idle-time"),

@@ -59,7 +59,8 @@ PRIVATE: dict[str, bool] = {
     "systemd._daemon": systemd_daemon.__name__ == "systemd._daemon",
 }
 
-#: sd_notify(3): a no-op without NOTIFY_SOCKET (both halves of systemd.daemon have it).
+#: sd_notify(3): a no-op without NOTIFY_SOCKET (both halves of systemd.daemon have it). It may
+#: block, so outlets.Notifier uses it only for addresses it cannot reach itself (vsock).
 notify: Callable[[str], object] = systemd_daemon.notify
 
 

@@ -88,11 +88,55 @@ def test_name_option_is_sent_and_the_greeting_printed(scripted, capsys):
     assert server.received == "Zoë\n".encode()
 
 
-def test_socket_defaults_to_greeter_socket_variable(scripted, capsys, monkeypatch):
+def test_socket_defaults_to_greeter_socket_variable(scripted, capsys):
     """Without --socket, $GREETER_SOCKET names the socket."""
     server = scripted(b"Hello, Ada\n")
-    monkeypatch.setenv("GREETER_SOCKET", str(server.path))
-    assert run(capsys, "--name", "Ada")[:2] == (client.EX_OK, "Hello, Ada\n")
+    status = client.main(["--name", "Ada"], {"GREETER_SOCKET": str(server.path)})
+    assert (status, capsys.readouterr().out) == (client.EX_OK, "Hello, Ada\n")
+
+
+def test_the_socket_option_comes_before_every_default(scripted, sock_dir, capsys):
+    """--socket wins over $GREETER_SOCKET and over a user's own socket that exists."""
+    server = scripted(b"Hello, Ada\n")
+    (sock_dir / client.USER_SOCKET).touch()
+    environ = {"GREETER_SOCKET": "/nonexistent", "XDG_RUNTIME_DIR": str(sock_dir)}
+    status = client.main(["--socket", str(server.path), "--name", "Ada"], environ)
+    assert (status, capsys.readouterr().out) == (client.EX_OK, "Hello, Ada\n")
+
+
+def test_the_greeter_socket_variable_comes_before_the_users_own(sock_dir):
+    """$GREETER_SOCKET is taken even when $XDG_RUNTIME_DIR/greeter.sock exists."""
+    (sock_dir / client.USER_SOCKET).touch()
+    environ = {"GREETER_SOCKET": "/elsewhere.sock", "XDG_RUNTIME_DIR": str(sock_dir)}
+    assert client.default_socket(environ) == "/elsewhere.sock"
+
+
+def test_the_users_own_socket_comes_before_the_systems(sock_dir):
+    """With a greeter.sock in $XDG_RUNTIME_DIR (systemctl --user start greeter.socket), the
+    client uses it rather than /run/greeter.sock."""
+    (sock_dir / client.USER_SOCKET).touch()
+    assert client.default_socket({"XDG_RUNTIME_DIR": str(sock_dir)}) == str(
+        sock_dir / client.USER_SOCKET
+    )
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param({}, id="no XDG_RUNTIME_DIR"),
+        pytest.param({"XDG_RUNTIME_DIR": ""}, id="empty XDG_RUNTIME_DIR"),
+        pytest.param({"XDG_RUNTIME_DIR": "run/user/1000"}, id="relative XDG_RUNTIME_DIR"),
+        pytest.param({"GREETER_SOCKET": ""}, id="empty GREETER_SOCKET"),
+    ],
+)
+def test_without_a_users_own_socket_the_systems_is_used(environ):
+    """No usable $GREETER_SOCKET and no user socket: /run/greeter.sock."""
+    assert client.default_socket(environ) == protocol.DEFAULT_SOCKET
+
+
+def test_a_runtime_directory_without_a_greeter_socket_is_passed_over(sock_dir):
+    """$XDG_RUNTIME_DIR is set but the user started no greeter.socket: the system's is used."""
+    assert client.default_socket({"XDG_RUNTIME_DIR": str(sock_dir)}) == protocol.DEFAULT_SOCKET
 
 
 def test_a_missing_socket_says_how_to_start_the_service(sock_dir, capsys):
@@ -101,6 +145,7 @@ def test_a_missing_socket_says_how_to_start_the_service(sock_dir, capsys):
     assert status == client.EX_NOHOST
     assert "does not exist" in err
     assert "systemctl start greeter.socket" in err
+    assert "systemctl --user start greeter.socket" in err
     assert "Traceback" not in err
 
 

@@ -1,5 +1,7 @@
 """The unit files in packaging/: what must stay consistent between them."""
 
+from pathlib import Path
+
 from tests.support import ROOT
 
 PACKAGING = ROOT / "packaging"
@@ -17,13 +19,29 @@ def test_the_accept_template_has_exactly_the_main_services_sandbox():
     assert sandbox("greeter-accept@.service") == sandbox("greeter.service")
 
 
+def lifecycle(unit: Path) -> list[str]:
+    """A service's directives before its sandbox section, without comments."""
+    lines = unit.read_text().split("\n# --", 1)[0].splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_the_user_service_has_exactly_the_main_services_lifecycle():
+    """packaging/user/greeter.service starts, restarts, watches and stops greeterd exactly as
+    the system's greeter.service; only the sandbox may differ."""
+    assert lifecycle(PACKAGING / "user" / "greeter.service") == lifecycle(
+        PACKAGING / "greeter.service"
+    )
+
+
 def test_every_socket_unit_names_a_socket_under_run():
-    """Each socket listens on its own path in /run, removed when the socket stops."""
+    """Each socket listens on its own path in /run (%t is /run for the system's manager),
+    removed when the socket stops."""
     paths = []
     for unit in sorted(PACKAGING.glob("*.socket")):
         lines = unit.read_text().splitlines()
         listen = [line.split("=", 1)[1] for line in lines if line.startswith("Listen")]
         assert len(listen) == 1, unit.name
+        listen[0] = listen[0].replace("%t/", "/run/")
         assert listen[0].startswith("/run/greeter"), unit.name
         assert "RemoveOnStop=yes" in lines, unit.name
         paths.append(listen[0])

@@ -213,6 +213,37 @@ class Container:
         podman("rm", "--force", "--time", "0", self.name, check=False)
 
 
+class User:
+    """A user with lingering: their manager (user@UID.service) runs without a login."""
+
+    def __init__(self, container: Container, name: str) -> None:
+        self.container = container
+        self.name = name
+        container.exec("useradd", "--create-home", name)
+        self.uid = int(container.exec("id", "-u", name).stdout)
+        self.runtime_dir = f"/run/user/{self.uid}"
+
+    def linger(self) -> None:
+        self.container.exec("loginctl", "enable-linger", self.name)
+        self.container.wait_for_state(f"user@{self.uid}.service", "active/running")
+
+    def systemctl(self, *args: str, check: bool = True) -> str:
+        """systemctl on this user's manager, run from root as an admin would."""
+        done = self.container.exec(
+            "systemctl", f"--machine={self.name}@", "--user", *args, check=check
+        )
+        return done.stdout
+
+    def show(self, unit: str, name: str) -> str:
+        return self.systemctl("show", unit, "-p", name, "--value").strip()
+
+    def run(self, *command: str, check: bool = False):
+        """``command`` in this user's session: their uid and XDG_RUNTIME_DIR."""
+        return self.container.exec(
+            "env", f"XDG_RUNTIME_DIR={self.runtime_dir}", *command, user=self.name, check=check
+        )
+
+
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         ["podman", *args], capture_output=True, text=True, timeout=600, check=False

@@ -20,6 +20,7 @@ from tests.container.conftest import (
     CONTAINER_DIR,
     FAILED,
     Container,
+    User,
     image_from,
     podman,
     require_podman,
@@ -34,6 +35,13 @@ UNIT_FILES = sorted(
     p.name for p in (ROOT / "packaging").iterdir() if p.suffix in (".socket", ".service")
 )
 WANTS_LINK = "/etc/systemd/system/sockets.target.wants/greeter.socket"
+USER_UNIT_DIR = "/usr/lib/systemd/user"
+#: The user units the package ships, and their sources in packaging/.
+USER_UNIT_FILES = {
+    "greeter.socket": ROOT / "packaging" / "greeter.socket",
+    "greeter.service": ROOT / "packaging" / "user" / "greeter.service",
+}
+USER_WANTS_LINK = "/etc/systemd/user/sockets.target.wants/greeter.socket"
 MAN_PAGES = {
     "greeterd": "/usr/share/man/man8/greeterd.8.gz",
     "greeter-client": "/usr/share/man/man1/greeter-client.1.gz",
@@ -184,6 +192,23 @@ def test_the_package_installs_programs_module_units_and_man_pages(installed):
         assert roff == rendered, page
 
 
+def test_the_package_installs_the_user_units_enabled_for_nobody(installed):
+    """/usr/lib/systemd/user has greeter.socket (the system's file) and the user
+    greeter.service, unchanged; no user has them enabled, and a lingering user who starts the
+    socket is greeted by their own instance."""
+    for unit, source in USER_UNIT_FILES.items():
+        shipped = installed.exec("cat", f"{USER_UNIT_DIR}/{unit}").stdout
+        assert shipped == source.read_text(), unit
+    assert installed.exec("test", "-e", USER_WANTS_LINK, check=False).returncode != 0
+    user = User(installed, "alice")
+    user.linger()
+    assert user.show("greeter.socket", "UnitFileState") == "disabled"
+    user.systemctl("start", "greeter.socket")
+    done = user.run("greeter-client", "--name", "Alice")
+    assert (done.returncode, done.stdout) == (0, "Hello, Alice\n"), done.stderr
+    assert user.show("greeter.service", "ActiveState") == "active"
+
+
 def test_the_installed_units_pass_systemd_analyze_verify(installed):
     """systemd-analyze verify accepts every installed socket and greeter.service: it finds
     ExecStart=greeterd in /usr/bin and each socket's service (or template)."""
@@ -214,6 +239,7 @@ def test_purge_stops_the_socket_and_leaves_no_unit_behind(installed):
     leftovers = [
         SOCKET,
         *(f"{UNIT_DIR}/{unit}" for unit in UNIT_FILES),
+        *(f"{USER_UNIT_DIR}/{unit}" for unit in USER_UNIT_FILES),
         WANTS_LINK,
         "/var/lib/systemd/deb-systemd-helper-enabled/greeter.socket.dsh-also",
         "/usr/bin/greeterd",
