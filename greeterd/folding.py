@@ -35,8 +35,9 @@ SINGLES_PER_WINDOW = 100
 #: has a few users that fail at the same moment, not 64.
 MAX_KEYS = 64
 
-#: The uid summaries of the keys past MAX_KEYS are logged under: no single peer.
-OTHERS = -1
+#: The "uid" summaries of the keys past MAX_KEYS are logged under: no single peer. Not a
+#: number, so that no real uid (nor -1, a peer whose credentials are unknown) is taken for it.
+OTHERS = None
 
 
 class RefusalFolder:
@@ -54,7 +55,7 @@ class RefusalFolder:
         self.singles_per_window = singles_per_window
         self.max_keys = max_keys
         # (uid, reason) -> [window start, single lines, folded refusals]
-        self._open: dict[tuple[int, str], list[float]] = {}
+        self._open: dict[tuple[int | None, str], list[float]] = {}
         self._budget_start = float("-inf")  # the first refusal opens the first window
         self._budget_left = 0
 
@@ -63,7 +64,7 @@ class RefusalFolder:
         the summary at the end of its window."""
         if now >= self._budget_start + self.window:
             self._budget_start, self._budget_left = now, self.singles_per_window
-        key = (uid, reason)
+        key: tuple[int | None, str] = (uid, reason)
         counts = self._open.get(key)
         if counts is None:
             if len(self._open) >= self.max_keys:
@@ -71,7 +72,7 @@ class RefusalFolder:
                 counts = self._open.get(key)
             if counts is None:
                 counts = self._open[key] = [now, 0, 0]
-        if key[0] != OTHERS and counts[1] < self.singles_per_key and self._budget_left:
+        if key[0] is not OTHERS and counts[1] < self.singles_per_key and self._budget_left:
             counts[1] += 1
             self._budget_left -= 1
             return True
@@ -88,17 +89,17 @@ class RefusalFolder:
             return None
         return min(counts[0] for counts in self._open.values()) + self.window
 
-    def due(self, now: float) -> list[tuple[int, str, int]]:
+    def due(self, now: float) -> list[tuple[int | None, str, int]]:
         """Close the windows that have ended by ``now``; return (uid, reason, repeats) for each
         that folded refusals. A key's next refusal opens a new window."""
         ended = [key for key, counts in self._open.items() if now >= counts[0] + self.window]
         return self._close(ended)
 
-    def flush(self) -> list[tuple[int, str, int]]:
+    def flush(self) -> list[tuple[int | None, str, int]]:
         """Close every window (the server is stopping): the summaries still owed."""
         return self._close(list(self._open))
 
-    def _close(self, keys: list[tuple[int, str]]) -> list[tuple[int, str, int]]:
+    def _close(self, keys: list[tuple[int | None, str]]) -> list[tuple[int | None, str, int]]:
         summaries = []
         for key in keys:
             folded = int(self._open.pop(key)[2])

@@ -407,14 +407,14 @@ class Server:
             received=protocol.describe(received),
         )
 
-    def _log_summaries(self, summaries: list[tuple[int, str, int]]) -> None:
+    def _log_summaries(self, summaries: list[tuple[int | None, str, int]]) -> None:
         for uid, reason, repeats in summaries:
-            who = "other peers" if uid == OTHERS else f"uid {uid}"
+            who = "other peers" if uid is OTHERS else f"uid {uid}"
             self.log.notice(
                 f"refused {repeats} more requests from {who} within "
                 f"{self._refusals.window:g}s: {reason} (GREETER_REPEATS={repeats})",
                 reason=reason,
-                peer_uid=uid,
+                peer_uid="other" if uid is OTHERS else uid,
                 repeats=repeats,
             )
 

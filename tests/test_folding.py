@@ -69,6 +69,12 @@ def test_keys_past_the_cap_are_folded_under_others():
     assert (OTHERS, BAD, 2) in folder.due(FOLD_WINDOW)
 
 
+def test_a_peer_with_unknown_credentials_is_not_taken_for_others():
+    """uid -1 (a datagram without credentials) gets its single lines like any peer."""
+    folder = RefusalFolder(max_keys=3)
+    assert flood(folder, SINGLES_PER_KEY, uid=-1) == [True] * SINGLES_PER_KEY
+
+
 def test_flush_gives_every_summary_still_owed():
     """When the server stops, windows that have not ended yet are summarised too."""
     folder = RefusalFolder()
