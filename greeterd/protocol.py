@@ -124,6 +124,22 @@ def encode_request(name: str) -> bytes:
     return parse_name(line).encode("utf-8") + b"\n"
 
 
+def parse_text_name(name: str) -> str:
+    """Check a name that arrived as text (a Varlink string) exactly as a request line is
+    checked, so both protocols refuse the same names for the same reasons."""
+    try:
+        line = name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry as "\ud800"
+        raise ProtocolError(INVALID_UTF8) from None
+    return parse_name(line)
+
+
+def greeting(name: str) -> str:
+    """'Hello, NAME' as text, for a name parse_text_name accepted (format_reply's line, without
+    its newline)."""
+    return REPLY_PREFIX.decode() + name
+
+
 def format_reply(name: str) -> bytes:
     """The greeting for a name that parse_name accepted."""
     return REPLY_PREFIX + name.encode("utf-8") + b"\n"

@@ -1,0 +1,230 @@
+"""The Varlink interface io.greeterd.Greeter: framing and dispatch, bytes in and replies out.
+
+Pure, like protocol.py: no sockets, no logging, no clock. The server will only move bytes: it
+feeds what a connection sends to Connection.receive() and writes back the replies.
+
+Varlink (varlink.org) is what systemd's own services speak (hostnamed, userdbd, resolved):
+each message is one JSON object ended by a NUL byte, a connection carries any number of calls
+answered in order, and the interface is described in an IDL that clients read at run time, so
+``varlinkctl call``, ``introspect`` and ``info`` work with no client of ours.
+
+Policy, where the specification leaves a choice:
+- Parameters are strict: a missing or non-string ``name``, or any parameter Greet does not
+  know, is org.varlink.service.InvalidParameter naming it (as systemd's services answer).
+- ``more`` and ``upgrade`` are org.varlink.service.MethodNotImplemented: every method here
+  has one reply and nothing to upgrade to. ``oneway`` calls get no reply at all, errors
+  included.
+- A message that is not UTF-8, not JSON, not an object, or has no string ``method``, breaks the
+  framing: nothing after it can be trusted, so the connection is closed (``closing``) once the
+  replies to the calls before it are sent. So is a message longer than MAX_MESSAGE_BYTES, whose
+  rest is never buffered.
+"""
+
+from __future__ import annotations
+
+import json
+
+from greeterd import __version__, protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+INTERFACE = "io.greeterd.Greeter"
+SERVICE = "org.varlink.service"
+
+#: The longest message, NUL included, a connection may send. A Greet call carries at most
+#: protocol.MAX_NAME_BYTES of name, which JSON may spell as \\uXXXX escapes (6 bytes per byte
+#: of a control character, 12 per character outside the BMP written as a surrogate pair):
+#: about 6 KiB with the method name and framing. 16 KiB holds every valid call with room
+#: to spare; past it greeterd stops reading and closes, as protocol.MAX_REQUEST_BYTES bounds a
+#: line.
+MAX_MESSAGE_BYTES = 16 * 1024
+
+#: io.greeterd.Greeter, as GetInterfaceDescription returns it and varlinkctl introspect shows.
+IDL = f"""\
+# Greets a name, as greeterd's line protocol on /run/greeter.sock does.
+interface {INTERFACE}
+
+# Returns "Hello, NAME". The name is trimmed of surrounding whitespace.
+method Greet(name: string) -> (greeting: string)
+
+# The name was refused; reason is the line protocol's: "empty name", "invalid UTF-8",
+# "control character in name" or "name longer than {protocol.MAX_NAME_BYTES} bytes".
+error InvalidName(reason: string)
+"""
+
+#: org.varlink.service, as the Varlink specification writes it.
+SERVICE_IDL = """\
+# The Varlink Service Interface is provided by every varlink service. It
+# describes the service and the interfaces it implements.
+interface org.varlink.service
+
+# Get a list of all the interfaces a service provides and information
+# about the implementation.
+method GetInfo() -> (
+  vendor: string,
+  product: string,
+  version: string,
+  url: string,
+  interfaces: []string
+)
+
+# Get the description of an interface that is implemented by this service.
+method GetInterfaceDescription(interface: string) -> (description: string)
+
+# The requested interface was not found.
+error InterfaceNotFound (interface: string)
+
+# The requested method was not found
+error MethodNotFound (method: string)
+
+# The interface defines the requested method, but the service does not
+# implement it.
+error MethodNotImplemented (method: string)
+
+# One of the passed parameters is invalid.
+error InvalidParameter (parameter: string)
+"""
+
+DESCRIPTIONS = {SERVICE: SERVICE_IDL, INTERFACE: IDL}
+
+INFO = {
+    "vendor": "greeterd",
+    "product": "greeterd",
+    "version": __version__,
+    "url": "man:greeterd(8)",
+    "interfaces": [SERVICE, INTERFACE],
+}
+
+INVALID_NAME = f"{INTERFACE}.InvalidName"
+INTERFACE_NOT_FOUND = f"{SERVICE}.InterfaceNotFound"
+METHOD_NOT_FOUND = f"{SERVICE}.MethodNotFound"
+METHOD_NOT_IMPLEMENTED = f"{SERVICE}.MethodNotImplemented"
+INVALID_PARAMETER = f"{SERVICE}.InvalidParameter"
+
+
+class Connection:
+    """One Varlink connection's state: the start of a message still arriving."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+        #: The peer broke the framing or the size cap: send the replies, then close.
+        self.closing = False
+
+    def receive(self, data: bytes) -> tuple[bytes, list[str]]:
+        """Take bytes from the peer; return the replies to send, in order and NUL-ended, and
+        the reasons of the names refused (InvalidName), for the log."""
+        replies: list[bytes] = []
+        refused: list[str] = []
+        if self.closing:
+            return b"", refused
+        *messages, self._partial = (self._partial + data).split(b"\0")
+        for message in messages:
+            if len(message) >= MAX_MESSAGE_BYTES:
+                self._break()
+                break
+            call = decode(message)
+            if call is None:
+                self._break()
+                break
+            reply, reason = dispatch(call)
+            if reply is not None:
+                replies.append(encode(reply))
+            if reason is not None:
+                refused.append(reason)
+        if len(self._partial) >= MAX_MESSAGE_BYTES:
+            self._break()
+        return b"".join(replies), refused
+
+    def _break(self) -> None:
+        self.closing = True
+        self._partial = b""
+
+
+def decode(message: bytes) -> dict[str, Any] | None:
+    """The call in one message, or None when it is not one: not UTF-8, not JSON (nesting too
+    deep for the parser included), not an object, or without a string method."""
+    try:
+        call = json.loads(message.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+        return None
+    return call
+
+
+def encode(reply: dict[str, Any]) -> bytes:
+    return json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode() + b"\0"
+
+
+def dispatch(call: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The reply to one call (None for a oneway call) and, for a refused name, its reason."""
+    reply, refused = _answer(call)
+    return (None if call.get("oneway") is True else reply), refused
+
+
+def _answer(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    problem = _problem(call)
+    if problem is not None:
+        return problem, None
+    interface, _, name = call["method"].rpartition(".")
+    parameters = call.get("parameters", {})
+    if interface == INTERFACE:
+        return _greet(parameters["name"])
+    if name == "GetInfo":
+        return {"parameters": INFO}, None
+    return _describe(parameters["interface"]), None
+
+
+def _problem(call: dict[str, Any]) -> dict[str, Any] | None:
+    """The standard error a call gets instead of running, or None when it can run."""
+    method: str = call["method"]
+    interface, _, name = method.rpartition(".")
+    if interface not in DESCRIPTIONS:
+        return error(INTERFACE_NOT_FOUND, interface=interface)
+    expected = _METHODS.get((interface, name))
+    if expected is None:
+        return error(METHOD_NOT_FOUND, method=method)
+    if call.get("more") is True or call.get("upgrade") is True:
+        return error(METHOD_NOT_IMPLEMENTED, method=method)
+    wrong = _wrong_parameter(call.get("parameters", {}), expected)
+    return None if wrong is None else error(INVALID_PARAMETER, parameter=wrong)
+
+
+def _wrong_parameter(parameters: object, expected: dict[str, type]) -> str | None:
+    """The first parameter that is unknown, missing or of the wrong type, or None."""
+    if not isinstance(parameters, dict):
+        return "parameters"
+    unknown = sorted(parameters.keys() - expected.keys())
+    if unknown:
+        return str(unknown[0])
+    return next(
+        (key for key, kind in expected.items() if not isinstance(parameters.get(key), kind)), None
+    )
+
+
+def _describe(interface: str) -> dict[str, Any]:
+    if interface not in DESCRIPTIONS:
+        return error(INTERFACE_NOT_FOUND, interface=interface)
+    return {"parameters": {"description": DESCRIPTIONS[interface]}}
+
+
+def _greet(name: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        checked = protocol.parse_text_name(name)
+    except protocol.ProtocolError as refusal:
+        return error(INVALID_NAME, reason=refusal.reason), refusal.reason
+    return {"parameters": {"greeting": protocol.greeting(checked)}}, None
+
+
+def error(name: str, **parameters: str) -> dict[str, Any]:
+    return {"error": name, "parameters": parameters}
+
+
+#: Each method's parameters and their JSON types (all required).
+_METHODS: dict[tuple[str, str], dict[str, type]] = {
+    (INTERFACE, "Greet"): {"name": str},
+    (SERVICE, "GetInfo"): {},
+    (SERVICE, "GetInterfaceDescription"): {"interface": str},
+}

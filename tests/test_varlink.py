@@ -1,0 +1,242 @@
+"""The Varlink module, pure: calls as bytes in, replies as bytes out."""
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from greeterd import __version__, protocol, varlink
+
+
+def call(method: str, **fields) -> bytes:
+    return json.dumps({"method": method, **fields}).encode() + b"\0"
+
+
+def greet(name, **fields) -> bytes:
+    return call("io.greeterd.Greeter.Greet", parameters={"name": name}, **fields)
+
+
+def replies(data: bytes) -> list[dict[str, Any]]:
+    """The NUL-ended JSON replies in ``data``."""
+    assert data == b"" or data.endswith(b"\0"), data
+    return [json.loads(message) for message in data.split(b"\0")[:-1]]
+
+
+def exchange(*chunks: bytes) -> tuple[list[dict[str, Any]], list[str], bool]:
+    """Feed ``chunks`` to one connection: every reply, every refused reason, and closing."""
+    connection = varlink.Connection()
+    sent, refused = b"", []
+    for chunk in chunks:
+        data, reasons = connection.receive(chunk)
+        sent += data
+        refused += reasons
+    return replies(sent), refused, connection.closing
+
+
+def test_greet_answers_hello_name():
+    """Greet(name) -> (greeting: "Hello, NAME"), trimmed like the line protocol's."""
+    assert exchange(greet("  Zoë "))[0] == [{"parameters": {"greeting": "Hello, Zoë"}}]
+
+
+def test_pipelined_calls_in_one_write_are_answered_in_order():
+    """Three calls in one write: three replies, in the order of the calls."""
+    answered, _, closing = exchange(greet("A") + greet("B") + greet("C"))
+    assert [r["parameters"]["greeting"] for r in answered] == ["Hello, A", "Hello, B", "Hello, C"]
+    assert not closing
+
+
+def test_a_call_split_across_writes_is_answered_when_whole():
+    """A call split anywhere, even inside a UTF-8 character, is answered once its NUL arrives."""
+    message = greet("李小龍")
+    connection = varlink.Connection()
+    for byte in range(len(message) - 1):
+        assert connection.receive(message[byte : byte + 1]) == (b"", [])
+    data, _ = connection.receive(message[-1:])
+    assert replies(data) == [{"parameters": {"greeting": "Hello, 李小龍"}}]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", protocol.EMPTY),
+        ("  ", protocol.EMPTY),
+        ("a\x1b[31mb", protocol.CONTROL_CHARACTER),
+        ("a\nb", protocol.CONTROL_CHARACTER),
+        ("\u202eevil", protocol.CONTROL_CHARACTER),
+        ("\ud800", protocol.INVALID_UTF8),
+        ("x" * (protocol.MAX_NAME_BYTES + 1), protocol.TOO_LONG),
+    ],
+)
+def test_names_the_line_protocol_refuses_are_invalid_name_with_its_reason(name, reason):
+    """Both protocols share protocol.py's checks: the same names, the same reasons."""
+    answered, refused, closing = exchange(greet(name))
+    assert answered == [{"error": varlink.INVALID_NAME, "parameters": {"reason": reason}}]
+    assert refused == [reason]
+    assert not closing
+
+
+@given(st.text(max_size=300))
+def test_varlink_and_the_line_protocol_agree_on_every_name(name):
+    """For any text, Greet refuses exactly when a request line of its UTF-8 is refused, for
+    the same reason, and otherwise greets the same name."""
+    try:
+        line = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # not sendable as a line at all; test_names_the_line_protocol_refuses covers it
+    try:
+        expected: dict[str, object] = {
+            "parameters": {"greeting": "Hello, " + protocol.parse_name(line)}
+        }
+    except protocol.ProtocolError as refusal:
+        expected = {"error": varlink.INVALID_NAME, "parameters": {"reason": refusal.reason}}
+    if b"\n" in line or b"\r" in line:
+        return  # a line ends at its newline; as a Varlink string it is a control character
+    assert exchange(greet(name))[0] == [expected]
+
+
+def test_get_info_names_the_service_and_its_interfaces():
+    (info,) = exchange(call("org.varlink.service.GetInfo"))[0]
+    assert info["parameters"] == {
+        "vendor": "greeterd",
+        "product": "greeterd",
+        "version": __version__,
+        "url": "man:greeterd(8)",
+        "interfaces": ["org.varlink.service", "io.greeterd.Greeter"],
+    }
+
+
+@pytest.mark.parametrize("interface", ["io.greeterd.Greeter", "org.varlink.service"])
+def test_get_interface_description_returns_the_idl(interface):
+    """The IDL text is kept in one place and returned as it is."""
+    (reply,) = exchange(
+        call("org.varlink.service.GetInterfaceDescription", parameters={"interface": interface})
+    )[0]
+    description = reply["parameters"]["description"]
+    assert description == varlink.DESCRIPTIONS[interface]
+    assert f"interface {interface}\n" in description
+
+
+def test_the_greeter_idl_declares_greet_and_invalid_name():
+    assert "method Greet(name: string) -> (greeting: string)" in varlink.IDL
+    assert "error InvalidName(reason: string)" in varlink.IDL
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "parameters"),
+    [
+        (
+            call("com.example.Nope.Greet"),
+            varlink.INTERFACE_NOT_FOUND,
+            {"interface": "com.example.Nope"},
+        ),
+        (
+            call("io.greeterd.Greeter.Wave"),
+            varlink.METHOD_NOT_FOUND,
+            {"method": "io.greeterd.Greeter.Wave"},
+        ),
+        (
+            call("org.varlink.service.GetInterfaceDescription", parameters={"interface": "x.y"}),
+            varlink.INTERFACE_NOT_FOUND,
+            {"interface": "x.y"},
+        ),
+        (call("io.greeterd.Greeter.Greet"), varlink.INVALID_PARAMETER, {"parameter": "name"}),
+        (
+            call("io.greeterd.Greeter.Greet", parameters={"name": 7}),
+            varlink.INVALID_PARAMETER,
+            {"parameter": "name"},
+        ),
+        (
+            call("io.greeterd.Greeter.Greet", parameters={"name": None}),
+            varlink.INVALID_PARAMETER,
+            {"parameter": "name"},
+        ),
+        (
+            call("io.greeterd.Greeter.Greet", parameters={"name": "A", "title": "Dr"}),
+            varlink.INVALID_PARAMETER,
+            {"parameter": "title"},
+        ),
+        (
+            call("io.greeterd.Greeter.Greet", parameters=[]),
+            varlink.INVALID_PARAMETER,
+            {"parameter": "parameters"},
+        ),
+        (
+            greet("A", more=True),
+            varlink.METHOD_NOT_IMPLEMENTED,
+            {"method": "io.greeterd.Greeter.Greet"},
+        ),
+        (
+            greet("A", upgrade=True),
+            varlink.METHOD_NOT_IMPLEMENTED,
+            {"method": "io.greeterd.Greeter.Greet"},
+        ),
+    ],
+    ids=[
+        "unknown interface",
+        "unknown method",
+        "description of an unknown interface",
+        "missing name",
+        "name a number",
+        "name null",
+        "unknown parameter",
+        "parameters not an object",
+        "more",
+        "upgrade",
+    ],
+)
+def test_bad_calls_get_the_standard_errors_and_the_connection_goes_on(message, error, parameters):
+    """Each bad call is answered with org.varlink.service's error, and the next call on the
+    same connection is still answered."""
+    answered, refused, closing = exchange(message + greet("after"))
+    assert answered == [
+        {"error": error, "parameters": parameters},
+        {"parameters": {"greeting": "Hello, after"}},
+    ]
+    assert (refused, closing) == ([], False)
+
+
+def test_oneway_calls_get_no_reply_not_even_an_error():
+    answered, refused, _ = exchange(greet("A", oneway=True) + greet("", oneway=True) + greet("B"))
+    assert answered == [{"parameters": {"greeting": "Hello, B"}}]
+    assert refused == [protocol.EMPTY]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        b"{not json\0",
+        b"\xff\xfe\0",
+        b"[1, 2]\0",
+        b'"a string"\0',
+        b'{"parameters": {}}\0',
+        b'{"method": 42}\0',
+        b"[" * 10000 + b"]" * 10000 + b"\0",
+    ],
+    ids=["invalid JSON", "not UTF-8", "array", "string", "no method", "method a number", "deep"],
+)
+def test_a_message_that_breaks_the_framing_closes_after_the_earlier_replies(broken):
+    """Replies to the calls before it are sent; nothing after it is answered; closing is set."""
+    answered, _, closing = exchange(greet("before") + broken + greet("after"))
+    assert answered == [{"parameters": {"greeting": "Hello, before"}}]
+    assert closing
+
+
+def test_a_message_past_the_cap_closes_without_buffering_the_rest():
+    """Without a NUL within MAX_MESSAGE_BYTES the connection is closing, and what follows is
+    neither kept nor answered."""
+    connection = varlink.Connection()
+    connection.receive(b'{"method": "' + b"x" * (varlink.MAX_MESSAGE_BYTES - 100))
+    assert not connection.closing
+    assert connection.receive(b"x" * 200) == (b"", [])
+    assert connection.closing
+    assert connection.receive(b"x" * 10**6 + greet("A")) == (b"", [])
+
+
+def test_the_largest_valid_greet_fits_under_the_cap():
+    """A name of MAX_NAME_BYTES written entirely as JSON escapes is still one whole call."""
+    name = "\u00e9" * (protocol.MAX_NAME_BYTES // 2)  # 1024 bytes of UTF-8
+    message = json.dumps({"method": "io.greeterd.Greeter.Greet", "parameters": {"name": name}})
+    assert len(message) + 1 < varlink.MAX_MESSAGE_BYTES
+    assert exchange(message.encode() + b"\0")[0] == [{"parameters": {"greeting": f"Hello, {name}"}}]
