@@ -41,9 +41,13 @@ class ActivationError(Exception):
 LISTENER = "listener"  # a listening stream or seqpacket socket (Accept=no): accept() clients
 DATAGRAM = "datagram"  # a bound datagram socket: one message in, one reply to its sender
 CONNECTION = "connection"  # one accepted client (Accept=yes): serve it, then exit
+VARLINK = "varlink"  # a listening stream socket named "varlink": clients speak Varlink
 
 #: The fd name systemd gives the connection it passes with Accept=yes.
 CONNECTION_NAME = "connection"
+#: The fd name (FileDescriptorName=) of a socket whose clients speak Varlink, as hostnamed's
+#: second socket is named: packaging/greeter-varlink.socket.
+VARLINK_NAME = "varlink"
 
 _SERVED_TYPES = (sockets.SOCK_STREAM, sockets.SOCK_SEQPACKET, sockets.SOCK_DGRAM)
 _WHAT_WE_SERVE = "greeterd serves AF_UNIX stream, seqpacket and datagram sockets"
@@ -125,6 +129,10 @@ def _kind(sock: sockets.socket, name: str) -> str:
     listening = sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_ACCEPTCONN)
     if listening and name == CONNECTION_NAME:
         raise ActivationError(f"named {CONNECTION_NAME!r} (Accept=yes) but listening")
+    if name == VARLINK_NAME:
+        if not listening or sock.type != sockets.SOCK_STREAM:
+            raise ActivationError(f"named {VARLINK_NAME!r} but not a listening stream socket")
+        return VARLINK
     if listening:
         return LISTENER
     try:

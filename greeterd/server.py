@@ -24,7 +24,7 @@ import sys
 import time
 
 from greeterd import protocol
-from greeterd.activation import CONNECTION, DATAGRAM, LISTENER
+from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, VARLINK
 from greeterd.folding import OTHERS, RefusalFolder
 from greeterd.lifecycle import AT_CAP, STOPPING, AcceptGate, Timers
 from greeterd.log import DEBUG
@@ -36,6 +36,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from greeterd import varlink
     from greeterd.activation import Endpoint
     from greeterd.log import Log
 
@@ -64,6 +65,14 @@ ACCEPT_BACKOFF = 0.1
 
 #: Seconds between STATUS= updates to systemd while greetings are being served.
 STATUS_INTERVAL = 1.0
+
+#: Seconds a Varlink connection may stay silent between calls before greeterd closes it. It
+#: holds one of the MAX_CONNECTIONS places meanwhile; a client that calls again within it
+#: keeps its connection (varlinkctl makes its calls at once, then leaves).
+VARLINK_IDLE_TIMEOUT = 10.0
+
+#: Bytes read from a Varlink connection at a time: a few calls, or most of the largest one.
+VARLINK_READ_BYTES = 16384
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
@@ -108,10 +117,12 @@ class Server:
         watchdog_interval: float | None = None,
         read_timeout: float = READ_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        varlink_idle_timeout: float = VARLINK_IDLE_TIMEOUT,
     ) -> None:
         self.log = log
         self.notify = notify
         self.read_timeout = read_timeout
+        self.varlink_idle_timeout = varlink_idle_timeout
         self.max_connections = max_connections
         self.clock = time.monotonic
         self.greeted = 0
@@ -123,8 +134,17 @@ class Server:
         self._accepters = {fd: accepter(sock) for fd, sock in self._listeners.items()}
         self._datagrams = {e.sock.fileno(): e.sock for e in endpoints if e.kind == DATAGRAM}
         self._handed_over = [e for e in endpoints if e.kind == CONNECTION]
+        self._varlink_listeners = {e.sock.fileno(): e.sock for e in endpoints if e.kind == VARLINK}
+        # Varlink connections by fd; their deadlines and their place under the cap are kept in
+        # self._waiting like any client's. json is imported only when a Varlink socket is served.
+        self._sessions: dict[int, varlink.Connection] = {}
+        if self._varlink_listeners:
+            from greeterd import varlink  # noqa: PLC0415 (only with a Varlink socket)
+
+            self._varlink = varlink
+            self._accepters.update((fd, accepter(s)) for fd, s in self._varlink_listeners.items())
         # Accept=yes: nothing to accept, so the work is done when the one client is.
-        self._one_shot = not (self._listeners or self._datagrams)
+        self._one_shot = not (self._listeners or self._datagrams or self._varlink_listeners)
         self._waiting = WaitingClients()
         self._epoll = select.epoll()
         self._timers = Timers(
@@ -140,6 +160,7 @@ class Server:
         self._debug = log.enabled(DEBUG)
         self._watch(self._listeners, True)
         self._watch(self._datagrams, True)
+        self._watch(self._varlink_listeners, True)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -156,10 +177,14 @@ class Server:
             for fd, _ in self._epoll.poll(self._poll_timeout(now), EVENTS_PER_POLL):
                 if fd in self._listeners:
                     self._accept(fd)
+                elif fd in self._sessions:
+                    self._converse(fd)
                 elif fd in self._waiting:
                     self._read(fd)
                 elif fd in self._datagrams:
                     self._receive(self._datagrams[fd])
+                elif fd in self._varlink_listeners:
+                    self._accept_varlink(fd)
                 elif fd == self._wakeup_fd:
                     self._on_wakeup()
         self._log_summaries(self._refusals.flush())
@@ -168,6 +193,8 @@ class Server:
     def _wake_up_every_endpoint(self) -> None:
         for fd in self._listeners:
             self._accept(fd)
+        for fd in self._varlink_listeners:
+            self._accept_varlink(fd)
         for sock in self._datagrams.values():
             self._receive(sock)
 
@@ -184,6 +211,11 @@ class Server:
         self.stopping = True
         self._close_gate(STOPPING)
         self._watch(self._datagrams, False)
+        # Every call that arrived whole is answered already; an idle Varlink connection would
+        # hold the drain for up to VARLINK_IDLE_TIMEOUT, so they end now (clients reconnect,
+        # and systemd starts the next instance).
+        for fd in list(self._sessions):
+            self._end_session(fd)
         self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
         self.log.info(f"stopping ({why}): {self.status()}")
 
@@ -208,11 +240,15 @@ class Server:
 
     def _housekeeping(self, now: float) -> None:
         while (fd := self._waiting.first_expired(now)) is not None:
+            if fd in self._sessions:
+                self._end_session(fd)  # idle between calls: nothing owed, nothing to refuse
+                continue
             sock, received = self._socket_for(fd), self._waiting.received(fd)
             self._forget(fd)
             self._refuse(sock, protocol.TIMED_OUT, received)
         if self._gate.back_off_over(now):
             self._watch(self._listeners, True)
+            self._watch(self._varlink_listeners, True)
         if self._timers.watchdog_due(now):
             self.notify("WATCHDOG=1")
         if self._timers.status_due(now, self._status_changed()):
@@ -262,10 +298,12 @@ class Server:
     def _close_gate(self, reason: str) -> None:
         if self._gate.close(reason):
             self._watch(self._listeners, False)
+            self._watch(self._varlink_listeners, False)
 
     def _reopen_gate(self, reason: str) -> None:
         if self._gate.reopen(reason):
             self._watch(self._listeners, True)
+            self._watch(self._varlink_listeners, True)
 
     def _accept(self, fd: int) -> None:
         """Accept and serve up to ACCEPT_BATCH clients: the hot path, kept flat on purpose."""
@@ -309,6 +347,7 @@ class Server:
         self._accept_failures += 1
         if self._gate.back_off(self.clock() + ACCEPT_BACKOFF):
             self._watch(self._listeners, False)
+            self._watch(self._varlink_listeners, False)
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -392,7 +431,7 @@ class Server:
         self._send_and_close(sock, protocol.format_error(reason))
         self._log_refusal(peer, reason, received)
 
-    def _log_refusal(self, peer: tuple[int, int, int], reason: str, received: bytes) -> None:
+    def _log_refusal(self, peer: tuple[int, int, int], reason: str, received: bytes | str) -> None:
         """Count a refusal and log it, or fold it into its uid's summary (folding.py)."""
         pid, uid, gid = peer
         self.refused += 1
@@ -440,6 +479,72 @@ class Server:
         self._timers.activity(self.clock())
         if len(self._waiting) < self.max_connections:
             self._reopen_gate(AT_CAP)
+
+    # -- Varlink: many calls per connection, replies as the calls arrive -------------------
+
+    def _accept_varlink(self, fd: int) -> None:
+        """Accept up to ACCEPT_BATCH Varlink clients; each waits in epoll for its calls."""
+        accept = self._accepters[fd]
+        for _ in range(ACCEPT_BATCH):
+            if not self._gate.open:
+                return
+            try:
+                client, _ = accept()
+            except BlockingIOError:
+                return
+            except OSError as error:
+                if error.errno in _CLIENT_GONE:
+                    continue
+                self._accept_failed(error)
+                return
+            self._sessions[client] = self._varlink.Connection()
+            self._park(sockets.socket(_AF_UNIX, _SOCK_STREAM, 0, client), b"", False)
+            self._timers.activity(self.clock())
+
+    def _converse(self, fd: int) -> None:
+        """Read what a Varlink client sent, answer every call that is whole, and wait for more
+        (until VARLINK_IDLE_TIMEOUT), or end the connection."""
+        sock = sockets.socket(_AF_UNIX, _SOCK_STREAM, 0, fd)
+        try:
+            data = sock.recv(VARLINK_READ_BYTES)
+        except BlockingIOError:
+            sock.detach()
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client left (or reset): nothing owed
+            sock.detach()
+            self._end_session(fd)
+            return
+        session = self._sessions[fd]
+        received = session.receive(data)
+        self.greeted += received.greeted
+        if received.refused:
+            peer = _peer_credentials(sock)
+            for reason, name in received.refused:
+                self._log_refusal(peer, reason, name)
+        sock.detach()
+        if not self._reply(fd, received.replies) or session.closing:
+            self._end_session(fd)
+            return
+        self._waiting.remove(fd)  # a new deadline from now
+        self._waiting.add(fd, self.clock() + self.varlink_idle_timeout, False, b"")
+        self._timers.activity(self.clock())
+
+    def _reply(self, fd: int, replies: bytes) -> bool:
+        """Send the replies whole without waiting; False when the client cannot take them (it
+        does not read, or left): greeterd never queues replies, so memory stays bounded."""
+        if not replies:
+            return True
+        try:
+            return os.write(fd, replies) == len(replies)
+        except OSError:
+            return False
+
+    def _end_session(self, fd: int) -> None:
+        del self._sessions[fd]
+        self._forget(fd)
+        os.close(fd)
 
     # -- datagrams: no connection, so neither the client cap nor a back-off stops them ------
 

@@ -97,11 +97,24 @@ INFO = {
     "interfaces": [SERVICE, INTERFACE],
 }
 
+GREET = f"{INTERFACE}.Greet"
 INVALID_NAME = f"{INTERFACE}.InvalidName"
 INTERFACE_NOT_FOUND = f"{SERVICE}.InterfaceNotFound"
 METHOD_NOT_FOUND = f"{SERVICE}.MethodNotFound"
 METHOD_NOT_IMPLEMENTED = f"{SERVICE}.MethodNotImplemented"
 INVALID_PARAMETER = f"{SERVICE}.InvalidParameter"
+
+
+class Received:
+    """What a connection's bytes called for: replies to send, and what to count and log."""
+
+    __slots__ = ("greeted", "refused", "replies")
+
+    def __init__(self) -> None:
+        self.replies = b""
+        self.greeted = 0
+        #: (reason, name) of each name refused, as the line protocol's refusals are logged.
+        self.refused: list[tuple[str, str]] = []
 
 
 class Connection:
@@ -112,30 +125,30 @@ class Connection:
         #: The peer broke the framing or the size cap: send the replies, then close.
         self.closing = False
 
-    def receive(self, data: bytes) -> tuple[bytes, list[str]]:
-        """Take bytes from the peer; return the replies to send, in order and NUL-ended, and
-        the reasons of the names refused (InvalidName), for the log."""
-        replies: list[bytes] = []
-        refused: list[str] = []
+    def receive(self, data: bytes) -> Received:
+        """Take bytes from the peer: the replies to send (in order, NUL-ended), how many names
+        were greeted, and (reason, name) for each name refused (InvalidName), for the log."""
+        received = Received()
         if self.closing:
-            return b"", refused
+            return received
         *messages, self._partial = (self._partial + data).split(b"\0")
+        replies = []
         for message in messages:
-            if len(message) >= MAX_MESSAGE_BYTES:
-                self._break()
-                break
-            call = decode(message)
+            call = None if len(message) >= MAX_MESSAGE_BYTES else decode(message)
             if call is None:
                 self._break()
                 break
-            reply, reason = dispatch(call)
+            reply, refused = dispatch(call)
             if reply is not None:
                 replies.append(encode(reply))
-            if reason is not None:
-                refused.append(reason)
+            if refused is not None:
+                received.refused.append((refused, call["parameters"]["name"]))
+            elif call["method"] == GREET:
+                received.greeted += 1
         if len(self._partial) >= MAX_MESSAGE_BYTES:
             self._break()
-        return b"".join(replies), refused
+        received.replies = b"".join(replies)
+        return received
 
     def _break(self) -> None:
         self.closing = True

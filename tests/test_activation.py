@@ -50,6 +50,14 @@ def test_a_bound_datagram_socket_is_served_with_sender_credentials(sock_dir):
         endpoint.sock.detach()
 
 
+def test_a_listener_named_varlink_speaks_varlink(sock_dir):
+    """FileDescriptorName=varlink on a listening stream socket: served as Varlink."""
+    with listening_socket(sock_dir / "v") as original:
+        endpoint = activation.adopt(original.fileno(), activation.VARLINK_NAME)
+        assert endpoint.kind == activation.VARLINK
+        endpoint.sock.detach()
+
+
 def test_a_connected_socket_is_one_client_to_serve():
     """Accept=yes passes a connected socket (named "connection"): served once."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -67,8 +75,25 @@ def test_a_connected_socket_is_one_client_to_serve():
         (lambda d: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), "d", "bound to no address"),
         (lambda d: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "s", "neither listening nor"),
         (lambda d: listening_socket(d / "l"), "connection", "named 'connection' (Accept=yes) but"),
+        (
+            lambda d: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
+            "varlink",
+            "named 'varlink' but not a listening stream",
+        ),
+        (
+            lambda d: listening_socket(d / "q", socket.SOCK_SEQPACKET),
+            "varlink",
+            "named 'varlink' but not a listening stream",
+        ),
     ],
-    ids=["inet", "unbound datagram", "neither listening nor connected", "listening connection"],
+    ids=[
+        "inet",
+        "unbound datagram",
+        "neither listening nor connected",
+        "listening connection",
+        "varlink not listening",
+        "varlink seqpacket",
+    ],
 )
 def test_sockets_greeterd_cannot_serve_are_refused_by_name(sock_dir, make, name, problem):
     """The error names the fd, its name and what is wrong with it; the fd is left open."""

@@ -1,6 +1,8 @@
 """The server loop, run in a thread on a real listening socket in a temporary directory."""
 
 import array
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from greeterd import folding, log, protocol, waiting
-from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, Endpoint
+from greeterd import folding, log, protocol, varlink, waiting
+from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, VARLINK, Endpoint
 from greeterd.server import Server
 from tests.support import HELLO, MemoryOutlet, connect, exchange, greet, read_reply, wait_for
 
@@ -360,3 +362,109 @@ def test_fds_passed_with_datagrams_are_closed_not_kept(serve, sock_dir, pass_cre
     finally:
         for fd in passed:
             os.close(fd)
+
+
+# -- Varlink ----------------------------------------------------------------------------------
+
+
+def varlink_listener(path: Path) -> Endpoint:
+    """A listening stream socket named "varlink", as greeter-varlink.socket passes it."""
+    endpoint = listener(path)
+    return Endpoint(endpoint.sock, "varlink", VARLINK)
+
+
+def varlink_call(method: str, **parameters: object) -> bytes:
+    return json.dumps({"method": method, "parameters": parameters}).encode() + b"\0"
+
+
+def read_replies(sock: socket.socket, count: int) -> list[dict[str, object]]:
+    """The next ``count`` NUL-ended replies on ``sock``."""
+    data = b""
+    while data.count(b"\0") < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return [json.loads(message) for message in data.split(b"\0")[:count]]
+
+
+GREET = "io.greeterd.Greeter.Greet"
+
+
+def test_a_varlink_connection_carries_many_calls(serve, sock_dir):
+    """Pipelined calls in one write and a later call on the same connection are all answered,
+    in order; a refused name is InvalidName and logged with the peer's credentials."""
+    with serve(varlink_listener(sock_dir / "v.sock")) as running, connect(sock_dir / "v.sock") as s:
+        s.sendall(varlink_call(GREET, name="A") + varlink_call(GREET, name="a\x1bb"))
+        first = read_replies(s, 2)
+        s.sendall(varlink_call(GREET, name="B"))
+        (second,) = read_replies(s, 1)
+        running.sigterm()
+        running.join()
+    assert first == [
+        {"parameters": {"greeting": "Hello, A"}},
+        {
+            "error": "io.greeterd.Greeter.InvalidName",
+            "parameters": {"reason": "control character in name"},
+        },
+    ]
+    assert second == {"parameters": {"greeting": "Hello, B"}}
+    assert running.server.greeted == 2
+    assert (
+        f"refused request from pid {os.getpid()} uid {os.getuid()}: control character"
+        in running.log
+    )
+
+
+def test_an_idle_varlink_connection_is_closed_and_frees_its_place(serve, sock_dir):
+    """Silent past the idle timeout, a Varlink connection is closed without a reply."""
+    with serve(varlink_listener(sock_dir / "v.sock"), varlink_idle_timeout=0.3) as running:
+        with connect(sock_dir / "v.sock") as s:
+            s.sendall(varlink_call(GREET, name="A"))
+            read_replies(s, 1)
+            started = time.monotonic()
+            assert s.recv(100) == b""
+            assert 0.2 < time.monotonic() - started < 3
+        wait_for(lambda: running.server.waiting == 0, what="the place to be free")
+
+
+def test_sigterm_ends_idle_varlink_connections_at_once(serve, sock_dir):
+    """A drain does not wait for Varlink clients between calls: they are closed."""
+    with serve(varlink_listener(sock_dir / "v.sock")) as running, connect(sock_dir / "v.sock") as s:
+        s.sendall(varlink_call(GREET, name="A"))
+        read_replies(s, 1)
+        started = time.monotonic()
+        running.sigterm()
+        running.join()
+        assert time.monotonic() - started < 2
+        assert s.recv(100) == b""
+
+
+def test_a_varlink_message_past_the_cap_closes_the_connection(serve, sock_dir):
+    """No NUL within MAX_MESSAGE_BYTES: the connection is closed, the server goes on."""
+    with serve(varlink_listener(sock_dir / "v.sock")) as running:
+        with connect(sock_dir / "v.sock") as s:
+            with contextlib.suppress(OSError):
+                s.sendall(b"x" * (varlink.MAX_MESSAGE_BYTES + 10))
+            assert read_reply(s) == b""
+        with connect(sock_dir / "v.sock") as s:
+            s.sendall(varlink_call(GREET, name="again"))
+            assert read_replies(s, 1) == [{"parameters": {"greeting": "Hello, again"}}]
+        assert running.server.waiting <= 1
+
+
+def test_varlink_connections_count_against_the_client_cap(serve, sock_dir):
+    """With max_connections=1 held by a Varlink client, a line client waits in the backlog."""
+    line = listener(sock_dir / "l.sock")
+    with serve(varlink_listener(sock_dir / "v.sock"), line, max_connections=1) as running:
+        with connect(sock_dir / "v.sock") as held:
+            held.sendall(varlink_call(GREET, name="A"))
+            read_replies(held, 1)
+            waiter = connect(sock_dir / "l.sock")
+            waiter.sendall(b"Zo\xc3\xab\n")
+            waiter.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                waiter.recv(100)
+        waiter.settimeout(5)
+        assert read_reply(waiter) == HELLO
+        waiter.close()
+        assert running.server.greeted == 2

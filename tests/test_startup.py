@@ -5,12 +5,15 @@ import sys
 
 # Each costs start-up time greeterd avoids (README, Performance): socket.py and signal.py build
 # enums and load selectors and collections; array loads collections.abc; the rest are large.
+# json (with greeterd.varlink) is imported only when a Varlink socket is served.
 NOT_AT_START_UP = {
     "argparse",
     "array",
     "asyncio",
     "collections.abc",
     "enum",
+    "greeterd.varlink",
+    "json",
     "logging",
     "re",
     "selectors",

@@ -42,7 +42,7 @@ def test_every_socket_unit_names_a_socket_under_run():
         listen = [line.split("=", 1)[1] for line in lines if line.startswith("Listen")]
         assert len(listen) == 1, unit.name
         listen[0] = listen[0].replace("%t/", "/run/")
-        assert listen[0].startswith("/run/greeter"), unit.name
+        assert listen[0].startswith(("/run/greeter", "/run/io.greeterd.")), unit.name
         assert "RemoveOnStop=yes" in lines, unit.name
         paths.append(listen[0])
-    assert len(set(paths)) == len(paths) == 4
+    assert len(set(paths)) == len(paths) == 5

@@ -29,9 +29,9 @@ def exchange(*chunks: bytes) -> tuple[list[dict[str, Any]], list[str], bool]:
     connection = varlink.Connection()
     sent, refused = b"", []
     for chunk in chunks:
-        data, reasons = connection.receive(chunk)
-        sent += data
-        refused += reasons
+        received = connection.receive(chunk)
+        sent += received.replies
+        refused += [reason for reason, _ in received.refused]
     return replies(sent), refused, connection.closing
 
 
@@ -52,9 +52,10 @@ def test_a_call_split_across_writes_is_answered_when_whole():
     message = greet("李小龍")
     connection = varlink.Connection()
     for byte in range(len(message) - 1):
-        assert connection.receive(message[byte : byte + 1]) == (b"", [])
-    data, _ = connection.receive(message[-1:])
-    assert replies(data) == [{"parameters": {"greeting": "Hello, 李小龍"}}]
+        assert connection.receive(message[byte : byte + 1]).replies == b""
+    received = connection.receive(message[-1:])
+    assert replies(received.replies) == [{"parameters": {"greeting": "Hello, 李小龍"}}]
+    assert received.greeted == 1
 
 
 @pytest.mark.parametrize(
@@ -197,6 +198,13 @@ def test_bad_calls_get_the_standard_errors_and_the_connection_goes_on(message, e
     assert (refused, closing) == ([], False)
 
 
+def test_greetings_are_counted_and_refusals_carry_the_name():
+    """The server counts greetings and logs each refusal with the name it refused."""
+    received = varlink.Connection().receive(greet("A") + greet("a\x1bb") + greet("B"))
+    assert received.greeted == 2
+    assert received.refused == [(protocol.CONTROL_CHARACTER, "a\x1bb")]
+
+
 def test_oneway_calls_get_no_reply_not_even_an_error():
     answered, refused, _ = exchange(greet("A", oneway=True) + greet("", oneway=True) + greet("B"))
     assert answered == [{"parameters": {"greeting": "Hello, B"}}]
@@ -229,9 +237,9 @@ def test_a_message_past_the_cap_closes_without_buffering_the_rest():
     connection = varlink.Connection()
     connection.receive(b'{"method": "' + b"x" * (varlink.MAX_MESSAGE_BYTES - 100))
     assert not connection.closing
-    assert connection.receive(b"x" * 200) == (b"", [])
+    assert connection.receive(b"x" * 200).replies == b""
     assert connection.closing
-    assert connection.receive(b"x" * 10**6 + greet("A")) == (b"", [])
+    assert connection.receive(b"x" * 10**6 + greet("A")).replies == b""
 
 
 def test_the_largest_valid_greet_fits_under_the_cap():

@@ -44,6 +44,8 @@ IDLE_CLIENTS = 5000
 BASELINE = "greeterd, baseline"
 #: The peer that is greeterd's fast path and nothing else (peers/python_floor.py).
 FLOOR = "Python floor"
+#: Calls per connection for the "many calls" Varlink row: a client that keeps its connection.
+VARLINK_CALLS = 1000
 
 
 @dataclass
@@ -64,6 +66,9 @@ class Server:
     command: list[str]
     holds_idle_clients: bool = True  # False: a thread or process per client; 5,000 is no test
     activate_flags: tuple[str, ...] = ()  # ("--accept", ...): a process per client, no RSS
+    #: The loadgen mode (and its extra arguments) that loads it: greetings on the line
+    #: protocol, or Varlink calls ("varlink", CALLS per connection).
+    load: tuple[str, ...] = ("rate",)
     results: dict[str, list[float]] = field(default_factory=dict)
 
     def record(self, metric: str, value: float) -> None:
@@ -195,6 +200,18 @@ class Bench:
                 holds_idle_clients=False,
                 activate_flags=("--accept", "--fdname=connection"),
             ),
+            # io.greeterd.Greeter.Greet calls on a socket named "varlink": many calls on
+            # each connection, then one call per connection.
+            *(
+                Server(
+                    f"greeterd, Varlink, {calls} call{'s' if calls > 1 else ''} per connection",
+                    [greeterd],
+                    holds_idle_clients=False,
+                    activate_flags=("--fdname=varlink",),
+                    load=("varlink", str(calls)),
+                )
+                for calls in (VARLINK_CALLS, 1)
+            ),
             Server("asyncio streams", [self.python, str(HERE / "peers" / "asyncio_streams.py")]),
             Server(
                 "socketserver threads",
@@ -208,14 +225,15 @@ class Bench:
         return self.work / "bench.sock"
 
     def rate(
-        self, running: Running, clients: int, mode: str = "rate"
+        self, running: Running, clients: int, load: tuple[str, ...] = ("rate",)
     ) -> tuple[float, float, float, float]:
         """(greetings/s, p50 µs, p99 µs, server CPU µs per greeting) for closed-loop clients;
-        with mode "refuse", the same for names the server refuses (a flood of refusals)."""
+        with load ("refuse",), the same for names the server refuses (a flood of refusals);
+        with ("varlink", CALLS), for Varlink calls."""
         cpu = running.cpu_seconds()
-        output = run(
-            [self.loadgen, mode, str(running.path), str(clients), str(self.settings.seconds)]
-        )
+        mode, *extra = load
+        seconds = str(self.settings.seconds)
+        output = run([self.loadgen, mode, str(running.path), str(clients), seconds, *extra])
         spent = running.cpu_seconds() - cpu
         count, errors, p50, p99 = (int(x) for x in output.split())
         if errors or not count:
@@ -242,13 +260,13 @@ class Bench:
         128, back to back, so each ratio to C compares figures taken seconds apart."""
         for clients in (16, 128):
             for server in self.servers:
-                rate, p50, p99, cpu = self.rate(running[server.name], clients)
+                rate, p50, p99, cpu = self.rate(running[server.name], clients, server.load)
                 server.record(f"rate_{clients}", rate)
                 server.record(f"p50_{clients}", p50)
                 server.record(f"p99_{clients}", p99)
                 server.record(f"cpu_{clients}", cpu)
         for server in self.refusing():
-            rate, _, _, cpu = self.rate(running[server.name], 16, "refuse")
+            rate, _, _, cpu = self.rate(running[server.name], 16, ("refuse",))
             server.record("refuse_16", rate)
             server.record("refuse_cpu_16", cpu)
 
@@ -259,9 +277,9 @@ class Bench:
     def measure_quiet_clients(self, server: Server, running: Running) -> None:
         """The rate at 16 with one silent client held, and with IDLE_CLIENTS held, each as a
         change from the rate measured just before it; and the memory the idle ones cost."""
-        base = self.rate(running, 16)[0]
+        base = self.rate(running, 16, server.load)[0]
         holder = self.with_idle(running, 1)
-        server.record("silent_change", self.rate(running, 16)[0] / base - 1)
+        server.record("silent_change", self.rate(running, 16, server.load)[0] / base - 1)
         holder.wait()
         if not server.holds_idle_clients:
             return
@@ -284,6 +302,8 @@ class Bench:
                 float(run([self.loadgen, "exec", self.python, "-I", "-c", "pass"])) / 1000
             )
             for server in self.servers:
+                if server.load != ("rate",):
+                    continue  # loadgen once greets on the line protocol only
                 running = Running(server, self.path())
                 try:
                     server.record(
@@ -299,9 +319,10 @@ class Bench:
         try:
             for number, server in enumerate(self.servers):
                 running[server.name] = started = Running(server, self.work / f"{number}.sock")
-                run([self.loadgen, "once", str(started.path)])  # activate it
+                if server.load == ("rate",):
+                    run([self.loadgen, "once", str(started.path)])  # activate it
                 for _ in range(3):
-                    self.rate(started, 16)  # warm-up
+                    self.rate(started, 16, server.load)  # warm-up (and activation)
                 if not server.activate_flags:  # with --accept it would be the activator's RSS
                     server.record("rss_idle_kib", started.rss_kib())
                 server.record("backlog", started.backlog())

@@ -5,6 +5,10 @@
  *                                        Prints: count errors p50_us p99_us
  *   loadgen refuse PATH THREADS SECONDS the same with a name the server must refuse (an escape
  *                                        sequence), checking the refusal line: a flood
+ *   loadgen varlink PATH THREADS SECONDS CALLS
+ *                                        closed-loop Varlink calls: io.greeterd.Greeter.Greet
+ *                                        {"name":"Zoë"}, reply checked, CALLS calls on each
+ *                                        connection before the next one. Prints as rate does
  *   loadgen once PATH                    one greeting, timed from connect() to the reply; retries
  *                                        connect until something listens on PATH. Prints: micros
  *   loadgen exec PROGRAM ARG...          fork+exec+wait PROGRAM, timed. Prints: micros
@@ -104,6 +108,45 @@ static int greet_on(int fd) {
     return -1;
 }
 
+static const char VARLINK_CALL[] =
+    "{\"method\":\"io.greeterd.Greeter.Greet\",\"parameters\":{\"name\":\"Zo\xc3\xab\"}}";
+static const char VARLINK_REPLY[] = "{\"parameters\":{\"greeting\":\"Hello, Zo\xc3\xab\"}}";
+static int calls_per_connection;
+
+/* One Varlink call on a connected socket: 0 when the reply was exactly VARLINK_REPLY. */
+static int varlink_call(int fd) {
+    if (write(fd, VARLINK_CALL, sizeof VARLINK_CALL) != (ssize_t)sizeof VARLINK_CALL) return fail(-1, "write");
+    char buffer[256];
+    size_t got = 0;
+    while (got == 0 || buffer[got - 1] != '\0') {
+        ssize_t n = read(fd, buffer + got, sizeof buffer - got);
+        if (n <= 0) return fail(-1, "read");
+        got += (size_t)n;
+        if (got == sizeof buffer) break;
+    }
+    if (got == sizeof VARLINK_REPLY && memcmp(buffer, VARLINK_REPLY, got) == 0) return 0;
+    snprintf(failure, sizeof failure, "bad reply: %zu bytes \"%.*s\"", got, (int)(got < 100 ? got : 100), buffer);
+    return -1;
+}
+
+/* Varlink clients: each connection carries calls_per_connection calls, each timed. */
+static void *varlink_client(void *unused) {
+    (void)unused;
+    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+        uint64_t started;
+        int fd = open_connection(0, &started);
+        if (fd < 0) { atomic_fetch_add(&errors, 1); continue; }
+        for (int i = 0; i < calls_per_connection && !atomic_load_explicit(&stop, memory_order_relaxed); i++) {
+            uint64_t start = i ? now_ns() : started;
+            if (varlink_call(fd) != 0) { atomic_fetch_add(&errors, 1); break; }
+            long n = atomic_fetch_add(&n_samples, 1);
+            if (n < MAX_SAMPLES) samples[n] = (uint32_t)((now_ns() - start) / 1000);
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
 static int greet(void) {
     uint64_t started;
     int fd = open_connection(0, &started);
@@ -126,11 +169,11 @@ static int compare(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int rate(const char *path, int threads, double seconds) {
+static int rate(const char *path, int threads, double seconds, void *(*each)(void *)) {
     set_path(path);
     samples = malloc(sizeof *samples * MAX_SAMPLES);
     pthread_t ids[threads];
-    for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, client, NULL);
+    for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, each, NULL);
     struct timespec pause = { (time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9) };
     nanosleep(&pause, NULL);
     atomic_store(&stop, 1);
@@ -184,15 +227,19 @@ static int hold(const char *path, int n, double seconds) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 5 && strcmp(argv[1], "rate") == 0) return rate(argv[2], atoi(argv[3]), atof(argv[4]));
+    if (argc == 5 && strcmp(argv[1], "rate") == 0) return rate(argv[2], atoi(argv[3]), atof(argv[4]), client);
     if (argc == 5 && strcmp(argv[1], "refuse") == 0) {
         request = REFUSED;
         reply = REFUSAL;
-        return rate(argv[2], atoi(argv[3]), atof(argv[4]));
+        return rate(argv[2], atoi(argv[3]), atof(argv[4]), client);
+    }
+    if (argc == 6 && strcmp(argv[1], "varlink") == 0) {
+        calls_per_connection = atoi(argv[5]);
+        return rate(argv[2], atoi(argv[3]), atof(argv[4]), varlink_client);
     }
     if (argc == 3 && strcmp(argv[1], "once") == 0) return once(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "exec") == 0) return exec_timed(argv + 2);
     if (argc == 5 && strcmp(argv[1], "hold") == 0) return hold(argv[2], atoi(argv[3]), atof(argv[4]));
-    fprintf(stderr, "usage: loadgen rate|refuse PATH THREADS SECONDS | once PATH | exec PROGRAM... | hold PATH N SECONDS\n");
+    fprintf(stderr, "usage: loadgen rate|refuse PATH THREADS SECONDS | varlink PATH THREADS SECONDS CALLS | once PATH | exec PROGRAM... | hold PATH N SECONDS\n");
     return 2;
 }

@@ -80,6 +80,22 @@ def pytest_runtest_makereport(
     return report
 
 
+#: One Varlink call over a raw socket with Debian's python3 only (bookworm has no varlinkctl):
+#: python3 -c VARLINK_CALL ADDRESS METHOD PARAMETERS-JSON prints the reply.
+VARLINK_CALL = """
+import json, socket, sys
+with socket.socket(socket.AF_UNIX) as s:
+    s.settimeout(10)
+    s.connect(sys.argv[1])
+    message = {"method": sys.argv[2], "parameters": json.loads(sys.argv[3])}
+    s.sendall(json.dumps(message).encode() + b"\\0")
+    reply = b""
+    while not reply.endswith(b"\\0"):
+        reply += s.recv(65536)
+print(reply[:-1].decode())
+"""
+
+
 class Container:
     """A running container with systemd as PID 1."""
 

@@ -39,6 +39,7 @@ USER_UNIT_DIR = "/usr/lib/systemd/user"
 #: The user units the package ships, and their sources in packaging/.
 USER_UNIT_FILES = {
     "greeter.socket": ROOT / "packaging" / "greeter.socket",
+    "greeter-varlink.socket": ROOT / "packaging" / "greeter-varlink.socket",
     "greeter.service": ROOT / "packaging" / "user" / "greeter.service",
 }
 USER_WANTS_LINK = "/etc/systemd/user/sockets.target.wants/greeter.socket"

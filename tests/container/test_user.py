@@ -1,13 +1,18 @@
 """A user's own greeterd: `systemctl --user start greeter.socket`, found by greeter-client."""
 
+import json
 import re
 
 import pytest
 
-from tests.container.conftest import Container, User
+from tests.container.conftest import VARLINK_CALL, Container, User
 from tests.support import wait_for
 
-USER_UNITS = ("/etc/systemd/user/greeter.socket", "/etc/systemd/user/greeter.service")
+USER_UNITS = (
+    "/etc/systemd/user/greeter.socket",
+    "/etc/systemd/user/greeter-varlink.socket",
+    "/etc/systemd/user/greeter.service",
+)
 #: The namespaces the user service gets: its own user namespace (PrivateUsers=yes), and within
 #: it those of PrivateNetwork=, the file-system directives, PrivateIPC= and ProtectHostname=.
 USER_NAMESPACES = ("user", "net", "mnt", "ipc", "uts")
@@ -134,3 +139,16 @@ def test_the_user_service_scores_2_8_or_better(container, alice):
     assert score, done.stdout + done.stderr
     print(f"systemd-analyze --user security: {score.group(1)}")
     assert done.returncode == 0, done.stdout
+
+
+def test_the_users_varlink_socket_is_served_by_her_instance(container, alice):
+    """greeter-varlink.socket in alice's manager listens on $XDG_RUNTIME_DIR/io.greeterd.Greeter
+    and her greeter.service answers a Greet call there."""
+    alice.systemctl("start", "greeter-varlink.socket")
+    address = f"{alice.runtime_dir}/io.greeterd.Greeter"
+    done = alice.run(
+        "python3", "-c", VARLINK_CALL, address, "io.greeterd.Greeter.Greet", '{"name": "Alice"}'
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"parameters": {"greeting": "Hello, Alice"}}
+    assert alice.show("greeter.service", "ActiveState") == "active"

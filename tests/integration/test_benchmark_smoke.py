@@ -27,7 +27,10 @@ def test_the_benchmark_runs_and_every_reply_is_right():
         "greeterd, Accept=yes",
         "greeterd, -IS (as the .deb)",
         "greeterd, Accept=yes, -IS",
+        "greeterd, Varlink, 1000 calls per connection",
+        "greeterd, Varlink, 1 call per connection",
         "asyncio streams",
         "socketserver threads",
     ]
     assert "| against the Python floor" in done.stdout
+    assert "| a flood of refused names" in done.stdout
