@@ -58,6 +58,9 @@ class RefusalFolder:
         self._open: dict[tuple[int | None, str], list[float]] = {}
         self._budget_start = float("-inf")  # the first refusal opens the first window
         self._budget_left = 0
+        #: When the earliest open window ends (a summary may fall due), or None: an attribute,
+        #: not a method, because the server's loop reads it on every turn.
+        self.next_due: float | None = None
 
     def refused(self, now: float, uid: int, reason: str) -> bool:
         """Count one refusal; True when it gets a line of its own, False when it is folded into
@@ -72,6 +75,8 @@ class RefusalFolder:
                 counts = self._open.get(key)
             if counts is None:
                 counts = self._open[key] = [now, 0, 0]
+                if self.next_due is None:
+                    self.next_due = now + self.window
         if key[0] is not OTHERS and counts[1] < self.singles_per_key and self._budget_left:
             counts[1] += 1
             self._budget_left -= 1
@@ -82,12 +87,6 @@ class RefusalFolder:
     def __len__(self) -> int:
         """Open windows."""
         return len(self._open)
-
-    def next_due(self) -> float | None:
-        """When the earliest open window ends (a summary may fall due), or None."""
-        if not self._open:
-            return None
-        return min(counts[0] for counts in self._open.values()) + self.window
 
     def due(self, now: float) -> list[tuple[int | None, str, int]]:
         """Close the windows that have ended by ``now``; return (uid, reason, repeats) for each
@@ -105,4 +104,6 @@ class RefusalFolder:
             folded = int(self._open.pop(key)[2])
             if folded:
                 summaries.append((key[0], key[1], folded))
+        starts = [counts[0] for counts in self._open.values()]
+        self.next_due = min(starts) + self.window if starts else None
         return summaries

@@ -232,7 +232,7 @@ class Server:
                 self._waiting.next_deadline(),
                 self._timers.next_due(self._status_changed(), self._idle()),
                 self._gate.resume_at,
-                self._refusals.next_due(),
+                self._refusals.next_due,
             )
             if due is not None
         ]
@@ -256,7 +256,7 @@ class Server:
             self._reported = (self.greeted, self.refused)
         if self._timers.idle_due(now, self._idle()):
             self._exit_if_idle()
-        if self._refusals:
+        if self._refusals.next_due is not None and now >= self._refusals.next_due:
             self._log_summaries(self._refusals.due(now))
 
     def _idle(self) -> bool:

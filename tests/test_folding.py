@@ -28,10 +28,10 @@ def test_the_rest_of_a_window_is_one_summary_when_it_ends():
     folder = RefusalFolder()
     logged = flood(folder, 5, at=1.0) + flood(folder, 95, at=3.0)
     assert logged.count(True) == SINGLES_PER_KEY
-    assert folder.next_due() == 1.0 + FOLD_WINDOW
+    assert folder.next_due == 1.0 + FOLD_WINDOW
     assert folder.due(1.0 + FOLD_WINDOW - 0.001) == []
     assert folder.due(1.0 + FOLD_WINDOW) == [(1000, BAD, 95)]
-    assert folder.next_due() is None
+    assert folder.next_due is None
 
 
 def test_a_new_window_logs_singles_again():

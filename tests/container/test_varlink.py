@@ -78,3 +78,37 @@ def test_varlinkctl_calls_and_introspects_greeterd(container, suite):
     assert "interface io.greeterd.Greeter" in idl
     assert "method Greet(\n\tname: string\n) -> (\n\tgreeting: string\n)" in idl
     assert "error InvalidName(\n\treason: string\n)" in idl
+
+
+#: Debian's python3-varlink, the reference implementation's Python client: it reads greeterd's
+#: IDL with its own parser and builds the call from it.
+PYTHON_VARLINK = """
+import sys, varlink
+with varlink.Client(sys.argv[1]) as client, client.open("io.greeterd.Greeter") as greeter:
+    print(greeter.Greet("Zoë")["greeting"])
+    try:
+        greeter.Greet("a\\x1bb")
+    except varlink.VarlinkError as refused:
+        print(refused.error(), refused.parameters()["reason"])
+"""
+
+
+def test_debians_python_varlink_client_is_greeted(container, suite):
+    """A second client nobody here wrote: Debian 13's python3-varlink parses the IDL greeterd
+    serves, calls Greet, and gets InvalidName as a VarlinkError. Debian 12 has no such
+    package: there the test checks it is absent."""
+    container.exec("apt-get", "update", "-q", timeout=300)
+    if suite == "bookworm":
+        found = container.exec("apt-cache", "show", "python3-varlink", check=False)
+        assert found.returncode != 0, "bookworm gained python3-varlink: test it there too"
+        return
+    container.exec(
+        "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
+        "--no-install-recommends", "python3-varlink", timeout=300,
+    )  # fmt: skip
+    enable_varlink(container)
+    done = container.exec("python3", "-c", PYTHON_VARLINK, f"unix:{ADDRESS}", user="nobody")
+    assert done.stdout.splitlines() == [
+        "Hello, Zoë",
+        f"{varlink.INVALID_NAME} control character in name",
+    ]
