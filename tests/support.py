@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,6 +231,21 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def varlink_call(method: str, **parameters: object) -> bytes:
+    """One Varlink call: a JSON object ended by NUL."""
+    return json.dumps({"method": method, "parameters": parameters}).encode() + b"\0"
+
+
+def varlink_replies(sock: socket.socket, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` NUL-ended Varlink replies on ``sock``."""
+    data = b""
+    while data.count(b"\0") < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return [json.loads(message) for message in data.split(b"\0")[:count]]
 
 
 def error_line(reason: str) -> bytes:

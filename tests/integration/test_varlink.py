@@ -4,10 +4,8 @@ calls, introspection, refusals in the log, and hostile clients that must leave n
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -21,24 +19,12 @@ from tests.support import (
     open_fds,
     remove_tree,
     short_temp_dir,
+    varlink_call,
+    varlink_replies,
     wait_for,
 )
 
 GREET = "io.greeterd.Greeter.Greet"
-
-
-def call(method: str, **parameters: object) -> bytes:
-    return json.dumps({"method": method, "parameters": parameters}).encode() + b"\0"
-
-
-def replies(sock: socket.socket, count: int) -> list[dict[str, Any]]:
-    """The next ``count`` NUL-ended replies on ``sock``."""
-    data = b""
-    while data.count(b"\0") < count:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed after {data!r}"
-        data += chunk
-    return [json.loads(message) for message in data.split(b"\0")[:count]]
 
 
 def closed_by_server(sock: socket.socket) -> bool:
@@ -60,16 +46,16 @@ class VarlinkDaemon:
         self.path = self.activated.path
         self.pid = self.activated.process.pid  # systemd-socket-activate exec()s greeterd
         with connect(self.path) as sock:
-            sock.sendall(call(GREET, name="warm"))
-            replies(sock, 1)
+            sock.sendall(varlink_call(GREET, name="warm"))
+            varlink_replies(sock, 1)
             with_one = open_fds(self.pid)  # the connection stays open after its reply
         self.fds = with_one - 1
         wait_for(lambda: open_fds(self.pid) == self.fds, what="the warm-up connection closed")
 
     def assert_healthy(self) -> None:
         with connect(self.path) as sock:
-            sock.sendall(call(GREET, name="Zoë"))
-            assert replies(sock, 1) == [{"parameters": {"greeting": "Hello, Zoë"}}]
+            sock.sendall(varlink_call(GREET, name="Zoë"))
+            assert varlink_replies(sock, 1) == [{"parameters": {"greeting": "Hello, Zoë"}}]
         wait_for(
             lambda: open_fds(self.pid) == self.fds,
             what=f"fds back to {self.fds} (now {open_fds(self.pid)})",
@@ -88,11 +74,13 @@ def test_greet_get_info_and_the_idl_over_a_socket_named_varlink(daemon):
     """Greet, GetInfo and GetInterfaceDescription on one connection, answered in order."""
     with connect(daemon.path) as sock:
         sock.sendall(
-            call(GREET, name="李小龍")
-            + call("org.varlink.service.GetInfo")
-            + call("org.varlink.service.GetInterfaceDescription", interface=varlink.INTERFACE)
+            varlink_call(GREET, name="李小龍")
+            + varlink_call("org.varlink.service.GetInfo")
+            + varlink_call(
+                "org.varlink.service.GetInterfaceDescription", interface=varlink.INTERFACE
+            )
         )
-        greeting, info, description = replies(sock, 3)
+        greeting, info, description = varlink_replies(sock, 3)
     assert greeting == {"parameters": {"greeting": "Hello, 李小龍"}}
     assert info["parameters"]["version"] == __version__
     assert info["parameters"]["interfaces"] == ["org.varlink.service", "io.greeterd.Greeter"]
@@ -103,8 +91,8 @@ def test_a_thousand_calls_on_one_connection(daemon):
     """Calls pipelined in many writes: every one answered, in order, on one connection."""
     with connect(daemon.path) as sock:
         for batch in range(10):
-            sock.sendall(b"".join(call(GREET, name=f"n{batch}-{i}") for i in range(100)))
-            answered = replies(sock, 100)
+            sock.sendall(b"".join(varlink_call(GREET, name=f"n{batch}-{i}") for i in range(100)))
+            answered = varlink_replies(sock, 100)
             assert [r["parameters"]["greeting"] for r in answered] == [
                 f"Hello, n{batch}-{i}" for i in range(100)
             ]
@@ -113,8 +101,8 @@ def test_a_thousand_calls_on_one_connection(daemon):
 def test_a_refused_name_is_logged_with_the_peers_credentials(daemon):
     """InvalidName is logged like a line-protocol refusal: reason, pid, uid, the name escaped."""
     with connect(daemon.path) as sock:
-        sock.sendall(call(GREET, name="evil\x1b[2J"))
-        assert replies(sock, 1)[0]["error"] == varlink.INVALID_NAME
+        sock.sendall(varlink_call(GREET, name="evil\x1b[2J"))
+        assert varlink_replies(sock, 1)[0]["error"] == varlink.INVALID_NAME
     log = daemon.activated.wait_for_log("control character in name")
     line = next(line for line in log.splitlines() if "evil" in line)
     assert "refused request from pid" in line
@@ -123,7 +111,7 @@ def test_a_refused_name_is_logged_with_the_peers_credentials(daemon):
 
 HOSTILE = {
     "connect and close": b"",
-    "half a call, then close": call(GREET, name="A")[:10],
+    "half a call, then close": varlink_call(GREET, name="A")[:10],
     "not JSON": b"{{{\0",
     "not UTF-8": b"\xff\xfe\xfd\0",
     "nesting 10,000 deep": b"[" * 10000 + b"]" * 10000 + b"\0",
@@ -150,7 +138,7 @@ def test_a_client_that_calls_but_never_reads_is_closed(daemon):
     with connect(daemon.path) as sock:
         sock.settimeout(10)  # a server that stopped reading without closing: TimeoutError
         # 200,000 calls in one go: far more than the two sockets' buffers hold.
-        flood = b"".join(call(GREET, name=f"n{i}") for i in range(200_000))
+        flood = b"".join(varlink_call(GREET, name=f"n{i}") for i in range(200_000))
         with pytest.raises((BrokenPipeError, ConnectionResetError)):
             sock.sendall(flood)
     daemon.assert_healthy()
@@ -165,6 +153,6 @@ def test_a_stream_and_a_varlink_socket_are_served_by_one_greeterd(activate, sock
     wait_for(lambda: reachable(line), what="the line socket")
     assert greet(line) == HELLO
     with connect(daemon.path) as sock:
-        sock.sendall(call(GREET, name="Ada"))
-        assert replies(sock, 1) == [{"parameters": {"greeting": "Hello, Ada"}}]
+        sock.sendall(varlink_call(GREET, name="Ada"))
+        assert varlink_replies(sock, 1) == [{"parameters": {"greeting": "Hello, Ada"}}]
     assert daemon.stop() == 0, daemon.log
