@@ -1,8 +1,13 @@
 """The accept-and-answer loop: one thread, epoll, and a fast path for clients that are ready.
 
 It serves every kind of endpoint activation.py adopts: listening stream and seqpacket sockets
-(Accept=no), datagram sockets, and a single connection passed with Accept=yes (then it
-returns once that client is served).
+(Accept=no), datagram sockets, listening sockets whose clients speak Varlink, and a single
+connection passed with Accept=yes (then it returns once that client is served). Each concern
+has its module: this one holds the loop, the accept loop every listening socket shares, and the
+line protocol's clients; datagrams.py answers datagrams and sessions.py Varlink calls (both
+imported only when such a socket is served); lifecycle.py decides when timers fall due and
+whether the accept gate is open; waiting.py keeps the clients still sending; tally.py counts
+and logs what was done.
 
 Shape, chosen for throughput and cold-start time (README, Performance): no asyncio (its import
 alone costs several interpreter start-ups, and start_unix_server() would call listen() again on
@@ -20,25 +25,26 @@ from __future__ import annotations
 import errno
 import os
 import select
-import sys
 import time
 
 from greeterd import protocol
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, VARLINK
-from greeterd.folding import OTHERS, RefusalFolder
 from greeterd.lifecycle import AT_CAP, STOPPING, AcceptGate, Timers
 from greeterd.log import DEBUG
 from greeterd.protocol import ProtocolError
 from greeterd.speedups import accepter, signals, sockets
+from greeterd.tally import Tally, describe_peer, peer_credentials
 from greeterd.waiting import WaitingClients
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import Any
 
-    from greeterd import varlink
     from greeterd.activation import Endpoint
+    from greeterd.datagrams import Datagrams
     from greeterd.log import Log
+    from greeterd.sessions import VarlinkSessions
 
 #: Seconds a client has, from accept(), to send its whole name. A local client that has a name
 #: sends it in microseconds; this only ends clients that hang (and bounds a drain on SIGTERM).
@@ -71,9 +77,6 @@ STATUS_INTERVAL = 1.0
 #: keeps its connection (varlinkctl makes its calls at once, then leaves).
 VARLINK_IDLE_TIMEOUT = 10.0
 
-#: Bytes read from a Varlink connection at a time: a few calls, or most of the largest one.
-VARLINK_READ_BYTES = 16384
-
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
@@ -83,19 +86,23 @@ _AF_UNIX = sockets.AF_UNIX
 _SOCK_STREAM = sockets.SOCK_STREAM
 _SOCK_SEQPACKET = sockets.SOCK_SEQPACKET
 _IN = select.EPOLLIN
-# A message is read with one byte to spare, so one that is too long shows as too long.
-_MESSAGE_BYTES = protocol.MAX_REQUEST_BYTES + 1
-# A datagram's ancillary data: the sender's credentials (struct ucred: pid, uid, gid), and
-# room for the most fds a client can pass with it (SCM_MAX_FD, 253), each closed at once by
-# _sender_credentials(). The kernel installs in greeterd every passed fd that fits in this
-# buffer, and one left open would stay until greeterd ran out of fds; a buffer with no room
-# for them drops them only by accident of its size, of SO_PASSCRED, and of the order the kernel
-# writes credentials and fds in.
-_ANCILLARY_SPACE = sockets.CMSG_SPACE(12) + sockets.CMSG_SPACE(253 * 4)
-_UNKNOWN_PEER = (-1, -1, -1)
+_MESSAGE_BYTES = protocol.MESSAGE_READ_BYTES
 #: The signals that make greeterd drain and exit (daemon.py routes them to the wakeup fd), with
 #: the names the stop is logged with; the signal module's enum would cost start-up time.
 STOP_SIGNALS: dict[int, str] = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT"}
+
+
+class Listening:
+    """A listening socket as the accept loop uses it: its accept call, the type of the sockets
+    it accepts, and whether its clients speak Varlink (else the line protocol)."""
+
+    __slots__ = ("accept", "kind", "message_mode", "varlink")
+
+    def __init__(self, sock: sockets.socket, varlink: bool) -> None:
+        self.accept = accepter(sock)
+        self.kind = sock.type
+        self.message_mode = sock.type != _SOCK_STREAM
+        self.varlink = varlink
 
 
 class Server:
@@ -125,26 +132,28 @@ class Server:
         self.varlink_idle_timeout = varlink_idle_timeout
         self.max_connections = max_connections
         self.clock = time.monotonic
-        self.greeted = 0
-        self.refused = 0
-        self.lost = 0  # clients that left before an answer could reach them
+        self.tally = Tally(log, self.clock)
         self._reported = (0, 0)  # (greeted, refused) in the last STATUS=
         self.stopping = False
-        self._listeners = {e.sock.fileno(): e.sock for e in endpoints if e.kind == LISTENER}
-        self._accepters = {fd: accepter(sock) for fd, sock in self._listeners.items()}
-        self._datagrams = {e.sock.fileno(): e.sock for e in endpoints if e.kind == DATAGRAM}
+        self._listening = {
+            e.sock.fileno(): Listening(e.sock, e.kind == VARLINK)
+            for e in endpoints
+            if e.kind in (LISTENER, VARLINK)
+        }
         self._handed_over = [e for e in endpoints if e.kind == CONNECTION]
-        self._varlink_listeners = {e.sock.fileno(): e.sock for e in endpoints if e.kind == VARLINK}
-        # Varlink connections by fd; their deadlines and their place under the cap are kept in
-        # self._waiting like any client's. json is imported only when a Varlink socket is served.
-        self._sessions: dict[int, varlink.Connection] = {}
-        if self._varlink_listeners:
-            from greeterd import varlink  # noqa: PLC0415 (only with a Varlink socket)
+        self._sessions: VarlinkSessions | None = None
+        if any(e.kind == VARLINK for e in endpoints):
+            from greeterd.sessions import VarlinkSessions  # noqa: PLC0415 (imports json)
 
-            self._varlink = varlink
-            self._accepters.update((fd, accepter(s)) for fd, s in self._varlink_listeners.items())
+            self._sessions = VarlinkSessions(self.tally)
+        self._datagram_socks = {e.sock.fileno(): e.sock for e in endpoints if e.kind == DATAGRAM}
+        self._datagrams: Datagrams | None = None
+        if self._datagram_socks:
+            from greeterd.datagrams import Datagrams  # noqa: PLC0415 (only with datagrams)
+
+            self._datagrams = Datagrams(self._datagram_socks, self.tally, log)
         # Accept=yes: nothing to accept, so the work is done when the one client is.
-        self._one_shot = not (self._listeners or self._datagrams or self._varlink_listeners)
+        self._one_shot = not (self._listening or self._datagram_socks)
         self._waiting = WaitingClients()
         self._epoll = select.epoll()
         self._timers = Timers(
@@ -153,14 +162,25 @@ class Server:
             status_interval=STATUS_INTERVAL,
             exit_idle_time=exit_idle_time,
         )
-        self._gate = AcceptGate()  # for stream and seqpacket clients: a datagram needs no fd
-        self._refusals = RefusalFolder()
+        self._gate = AcceptGate()  # for connections: a datagram needs no fd
         self._accept_failures = 0
         self._wakeup_fd = -1
         self._debug = log.enabled(DEBUG)
-        self._watch(self._listeners, True)
-        self._watch(self._datagrams, True)
-        self._watch(self._varlink_listeners, True)
+        self._watch(self._listening, True)
+        self._watch(self._datagram_socks, True)
+
+    @property
+    def greeted(self) -> int:
+        return self.tally.greeted
+
+    @property
+    def refused(self) -> int:
+        return self.tally.refused
+
+    @property
+    def lost(self) -> int:
+        """Clients that left before an answer could reach them."""
+        return self.tally.lost
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -175,28 +195,25 @@ class Server:
             if (self.stopping or self._one_shot) and not self._waiting:
                 break
             for fd, _ in self._epoll.poll(self._poll_timeout(now), EVENTS_PER_POLL):
-                if fd in self._listeners:
+                if fd in self._listening:
                     self._accept(fd)
-                elif fd in self._sessions:
-                    self._converse(fd)
                 elif fd in self._waiting:
-                    self._read(fd)
-                elif fd in self._datagrams:
-                    self._receive(self._datagrams[fd])
-                elif fd in self._varlink_listeners:
-                    self._accept_varlink(fd)
+                    if self._in_session(fd):
+                        self._converse(fd)
+                    else:
+                        self._read(fd)
+                elif fd in self._datagram_socks:
+                    self._receive(fd)
                 elif fd == self._wakeup_fd:
                     self._on_wakeup()
-        self._log_summaries(self._refusals.flush())
+        self.tally.flush()
         self._epoll.close()
 
     def _wake_up_every_endpoint(self) -> None:
-        for fd in self._listeners:
+        for fd in self._listening:
             self._accept(fd)
-        for fd in self._varlink_listeners:
-            self._accept_varlink(fd)
-        for sock in self._datagrams.values():
-            self._receive(sock)
+        for fd in self._datagram_socks:
+            self._receive(fd)
 
     def watch_wakeup_fd(self, fd: int) -> None:
         """Stop (drain and return) when ``fd`` becomes readable: signal.set_wakeup_fd's pipe."""
@@ -210,12 +227,13 @@ class Server:
             return
         self.stopping = True
         self._close_gate(STOPPING)
-        self._watch(self._datagrams, False)
+        self._watch(self._datagram_socks, False)
         # Every call that arrived whole is answered already; an idle Varlink connection would
         # hold the drain for up to VARLINK_IDLE_TIMEOUT, so they end now (clients reconnect,
         # and systemd starts the next instance).
-        for fd in list(self._sessions):
-            self._end_session(fd)
+        if self._sessions is not None:
+            for fd in self._sessions.fds():
+                self._end_session(fd)
         self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
         self.log.info(f"stopping ({why}): {self.status()}")
 
@@ -232,7 +250,7 @@ class Server:
                 self._waiting.next_deadline(),
                 self._timers.next_due(self._status_changed(), self._idle()),
                 self._gate.resume_at,
-                self._refusals.next_due,
+                self.tally.next_due,
             )
             if due is not None
         ]
@@ -240,15 +258,14 @@ class Server:
 
     def _housekeeping(self, now: float) -> None:
         while (fd := self._waiting.first_expired(now)) is not None:
-            if fd in self._sessions:
+            if self._in_session(fd):
                 self._end_session(fd)  # idle between calls: nothing owed, nothing to refuse
                 continue
             sock, received = self._socket_for(fd), self._waiting.received(fd)
             self._forget(fd)
             self._refuse(sock, protocol.TIMED_OUT, received)
         if self._gate.back_off_over(now):
-            self._watch(self._listeners, True)
-            self._watch(self._varlink_listeners, True)
+            self._watch(self._listening, True)
         if self._timers.watchdog_due(now):
             self.notify("WATCHDOG=1")
         if self._timers.status_due(now, self._status_changed()):
@@ -256,8 +273,9 @@ class Server:
             self._reported = (self.greeted, self.refused)
         if self._timers.idle_due(now, self._idle()):
             self._exit_if_idle()
-        if self._refusals.next_due is not None and now >= self._refusals.next_due:
-            self._log_summaries(self._refusals.due(now))
+        due = self.tally.next_due
+        if due is not None and now >= due:
+            self.tally.summarise(now)
 
     def _idle(self) -> bool:
         """Nothing in flight: an idle exit would strand no one."""
@@ -281,12 +299,12 @@ class Server:
 
     @property
     def waiting(self) -> int:
-        """Clients connected and waited for: their request has not arrived in full yet."""
+        """Clients connected and waited for: a request, or a Varlink connection's next call."""
         return len(self._waiting)
 
-    # -- accepting --------------------------------------------------------------------------
+    # -- accepting: every listening socket, whatever its clients speak -----------------------
 
-    def _watch(self, endpoints: dict[int, sockets.socket], watching: bool) -> None:
+    def _watch(self, endpoints: dict[int, Any], watching: bool) -> None:
         """Watch these sockets in epoll, or stop: new clients then wait in the kernel (the
         listen backlog, the socket's receive queue)."""
         for fd in endpoints:
@@ -297,23 +315,21 @@ class Server:
 
     def _close_gate(self, reason: str) -> None:
         if self._gate.close(reason):
-            self._watch(self._listeners, False)
-            self._watch(self._varlink_listeners, False)
+            self._watch(self._listening, False)
 
     def _reopen_gate(self, reason: str) -> None:
         if self._gate.reopen(reason):
-            self._watch(self._listeners, True)
-            self._watch(self._varlink_listeners, True)
+            self._watch(self._listening, True)
 
     def _accept(self, fd: int) -> None:
         """Accept and serve up to ACCEPT_BATCH clients: the hot path, kept flat on purpose."""
         if not self._gate.open:
             return
+        listening = self._listening[fd]
         # A call that returns the bare fd; the client's socket object is made here from the
         # known family and type (speedups.py says why).
-        accept = self._accepters[fd]
-        kind = self._listeners[fd].type
-        message_mode = kind != _SOCK_STREAM
+        accept, kind, message_mode = listening.accept, listening.kind, listening.message_mode
+        varlink = listening.varlink
         for accepted in range(ACCEPT_BATCH):
             try:
                 client, _ = accept()
@@ -327,9 +343,11 @@ class Server:
                 self._accept_failed(error)
                 break
             if self._accept_failures:
-                self.log.notice(f"accepting again after {self._accept_failures} failed accept()s")
-                self._accept_failures = 0
-            self._serve_new(sockets.socket(_AF_UNIX, kind, 0, client), message_mode)
+                self._accepting_again()
+            if varlink:
+                self._open_session(client)
+            else:
+                self._serve_new(sockets.socket(_AF_UNIX, kind, 0, client), message_mode)
             if not self._gate.open:  # _park() reached max_connections
                 break
         self._timers.activity(self.clock())
@@ -346,10 +364,13 @@ class Server:
             )
         self._accept_failures += 1
         if self._gate.back_off(self.clock() + ACCEPT_BACKOFF):
-            self._watch(self._listeners, False)
-            self._watch(self._varlink_listeners, False)
+            self._watch(self._listening, False)
 
-    # -- serving ----------------------------------------------------------------------------
+    def _accepting_again(self) -> None:
+        self.log.notice(f"accepting again after {self._accept_failures} failed accept()s")
+        self._accept_failures = 0
+
+    # -- the line protocol: answer at once, or wait for the rest of the request -------------
 
     def _serve_new(self, sock: sockets.socket, message_mode: bool) -> None:
         """Answer a new client at once if its request is there, else park it."""
@@ -403,59 +424,30 @@ class Server:
     def _answer(self, sock: sockets.socket, buffer: bytes, eof: bool, message_mode: bool) -> bool:
         """Greet or refuse, then close, if ``buffer`` holds a whole request; return whether
         it did. The one place a ProtocolError becomes an error line and a log line."""
+        if not buffer:  # EOF (or an empty message) without a word: nobody to answer
+            self._lose(sock)
+            return True
         try:
             if message_mode:
-                if not buffer:
-                    self._lose(sock)  # EOF (or an empty message): nobody to answer
-                    return True
                 name = protocol.parse_message(buffer)
             else:
                 line = protocol.find_request(buffer, eof)
                 if line is None:
                     return False
-                if not buffer:
-                    self._lose(sock)  # connected and left without a word: nobody to answer
-                    return True
                 name = protocol.parse_name(line)
         except ProtocolError as error:
             self._refuse(sock, error.reason, buffer)
             return True
         if self._debug:
-            self.log.debug(f"greeted {protocol.describe(name)} ({_peer(sock)})")
+            self.log.debug(f"greeted {protocol.describe(name)} ({describe_peer(sock)})")
         self._send_and_close(sock, protocol.format_reply(name))
-        self.greeted += 1
+        self.tally.greeted += 1
         return True
 
     def _refuse(self, sock: sockets.socket, reason: str, received: bytes) -> None:
-        peer = _peer_credentials(sock)
+        peer = peer_credentials(sock)
         self._send_and_close(sock, protocol.format_error(reason))
-        self._log_refusal(peer, reason, received)
-
-    def _log_refusal(self, peer: tuple[int, int, int], reason: str, received: bytes | str) -> None:
-        """Count a refusal and log it, or fold it into its uid's summary (folding.py)."""
-        pid, uid, gid = peer
-        self.refused += 1
-        if not self._refusals.refused(self.clock(), uid, reason):
-            return
-        self.log.notice(
-            f"refused request from pid {pid} uid {uid}: {reason}: {protocol.describe(received)}",
-            reason=reason,
-            peer_pid=pid,
-            peer_uid=uid,
-            peer_gid=gid,
-            received=protocol.describe(received),
-        )
-
-    def _log_summaries(self, summaries: list[tuple[int | None, str, int]]) -> None:
-        for uid, reason, repeats in summaries:
-            who = "other peers" if uid is OTHERS else f"uid {uid}"
-            self.log.notice(
-                f"refused {repeats} more requests from {who} within "
-                f"{self._refusals.window:g}s: {reason} (GREETER_REPEATS={repeats})",
-                reason=reason,
-                peer_uid="other" if uid is OTHERS else uid,
-                repeats=repeats,
-            )
+        self.tally.refusal(peer, reason, received)
 
     def _send_and_close(self, sock: sockets.socket, reply: bytes) -> None:
         # A reply on a fresh socket always fits the send buffer, so this never blocks; a client
@@ -463,13 +455,13 @@ class Server:
         try:
             sock.send(reply, _MSG_DONTWAIT)
         except OSError:
-            self.lost += 1
+            self.tally.lost += 1
         sock.close()
 
     def _lose(self, sock: sockets.socket) -> None:
-        self.lost += 1
+        self.tally.lost += 1
         if self._debug:
-            self.log.debug(f"client left before sending a name ({_peer(sock)})")
+            self.log.debug(f"client left before sending a name ({describe_peer(sock)})")
         sock.close()
 
     def _forget(self, fd: int) -> None:
@@ -480,136 +472,36 @@ class Server:
         if len(self._waiting) < self.max_connections:
             self._reopen_gate(AT_CAP)
 
-    # -- Varlink: many calls per connection, replies as the calls arrive -------------------
+    # -- Varlink connections (sessions.py): waited for like any client, between calls too ---
 
-    def _accept_varlink(self, fd: int) -> None:
-        """Accept up to ACCEPT_BATCH Varlink clients; each waits in epoll for its calls."""
-        accept = self._accepters[fd]
-        for _ in range(ACCEPT_BATCH):
-            if not self._gate.open:
-                return
-            try:
-                client, _ = accept()
-            except BlockingIOError:
-                return
-            except OSError as error:
-                if error.errno in _CLIENT_GONE:
-                    continue
-                self._accept_failed(error)
-                return
-            self._sessions[client] = self._varlink.Connection()
-            self._park(sockets.socket(_AF_UNIX, _SOCK_STREAM, 0, client), b"", False)
-            self._timers.activity(self.clock())
+    def _in_session(self, fd: int) -> bool:
+        return self._sessions is not None and fd in self._sessions
+
+    def _open_session(self, fd: int) -> None:
+        assert self._sessions is not None  # only Varlink listeners open sessions
+        self._sessions.open(fd)
+        self._park(sockets.socket(_AF_UNIX, _SOCK_STREAM, 0, fd), b"", False)
 
     def _converse(self, fd: int) -> None:
-        """Read what a Varlink client sent, answer every call that is whole, and wait for more
-        (until VARLINK_IDLE_TIMEOUT), or end the connection."""
-        sock = sockets.socket(_AF_UNIX, _SOCK_STREAM, 0, fd)
-        try:
-            data = sock.recv(VARLINK_READ_BYTES)
-        except BlockingIOError:
-            sock.detach()
-            return
-        except OSError:
-            data = b""
-        if not data:  # the client left (or reset): nothing owed
-            sock.detach()
-            self._end_session(fd)
-            return
-        session = self._sessions[fd]
-        received = session.receive(data)
-        self.greeted += received.greeted
-        if received.refused:
-            peer = _peer_credentials(sock)
-            for reason, name in received.refused:
-                self._log_refusal(peer, reason, name)
-        sock.detach()
-        if not self._reply(fd, received.replies) or session.closing:
+        """Answer what a Varlink client sent, then wait for its next call (until
+        VARLINK_IDLE_TIMEOUT), or end the connection."""
+        assert self._sessions is not None
+        if not self._sessions.converse(fd):
             self._end_session(fd)
             return
         self._waiting.remove(fd)  # a new deadline from now
         self._waiting.add(fd, self.clock() + self.varlink_idle_timeout, False, b"")
         self._timers.activity(self.clock())
 
-    def _reply(self, fd: int, replies: bytes) -> bool:
-        """Send the replies whole without waiting; False when the client cannot take them (it
-        does not read, or left): greeterd never queues replies, so memory stays bounded."""
-        if not replies:
-            return True
-        try:
-            return os.write(fd, replies) == len(replies)
-        except OSError:
-            return False
-
     def _end_session(self, fd: int) -> None:
-        del self._sessions[fd]
+        assert self._sessions is not None
         self._forget(fd)
-        os.close(fd)
+        self._sessions.close(fd)
 
-    # -- datagrams: no connection, so neither the client cap nor a back-off stops them ------
+    # -- datagrams (datagrams.py): no connection, so neither the cap nor a back-off stops them
 
-    def _receive(self, sock: sockets.socket) -> None:
-        """Answer up to ACCEPT_BATCH datagrams, each with one datagram to its sender."""
-        if self.stopping:
+    def _receive(self, fd: int) -> None:
+        if self.stopping or self._datagrams is None:
             return
-        for _ in range(ACCEPT_BATCH):
-            try:
-                message, ancillary, _, sender = sock.recvmsg(
-                    _MESSAGE_BYTES, _ANCILLARY_SPACE, _MSG_DONTWAIT
-                )
-            except BlockingIOError:
-                break
-            except OSError as error:
-                self.log.warning(f"receiving a datagram failed: {error.strerror}")
-                break
+        if self._datagrams.receive(fd):
             self._timers.activity(self.clock())
-            peer = _sender_credentials(ancillary)
-            if not sender:
-                # An unbound client has no address to reply to: say so in the log only.
-                self._log_refusal(
-                    peer, "datagram from an unbound socket: no reply possible", message
-                )
-                continue
-            try:
-                reply = protocol.format_reply(protocol.parse_message(message))
-                self.greeted += 1
-            except ProtocolError as error:
-                reply = protocol.format_error(error.reason)
-                self._log_refusal(peer, error.reason, message)
-            try:
-                sock.sendto(reply, _MSG_DONTWAIT, sender)
-            except OSError:
-                self.lost += 1  # gone, or its receive queue is full
-
-
-def _peer_credentials(sock: sockets.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the client, from SO_PEERCRED; (-1, -1, -1) if the kernel has none."""
-    try:
-        return _ucred(sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, 12))
-    except OSError:
-        return _UNKNOWN_PEER
-
-
-def _sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int, int]:
-    """(pid, uid, gid) from a datagram's SCM_CREDENTIALS, or unknown ones; closes every fd
-    the sender passed (SCM_RIGHTS): greeterd has no use for them (see _ANCILLARY_SPACE)."""
-    peer = _UNKNOWN_PEER
-    for level, kind, data in ancillary:
-        if level != sockets.SOL_SOCKET:
-            continue
-        if kind == sockets.SCM_RIGHTS:
-            for start in range(0, len(data) - len(data) % 4, 4):
-                os.close(int.from_bytes(data[start : start + 4], sys.byteorder, signed=True))
-        elif kind == sockets.SCM_CREDENTIALS and len(data) >= 12:
-            peer = _ucred(data)
-    return peer
-
-
-def _ucred(raw: bytes) -> tuple[int, int, int]:
-    pid, uid, gid = (int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8))
-    return pid, uid, gid
-
-
-def _peer(sock: sockets.socket) -> str:
-    pid, uid, _ = _peer_credentials(sock)
-    return f"pid {pid} uid {uid}"

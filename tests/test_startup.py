@@ -5,13 +5,16 @@ import sys
 
 # Each costs start-up time greeterd avoids (README, Performance): socket.py and signal.py build
 # enums and load selectors and collections; array loads collections.abc; the rest are large.
-# json (with greeterd.varlink) is imported only when a Varlink socket is served.
+# json (with greeterd.varlink and greeterd.sessions) is imported only when a Varlink socket is
+# served, greeterd.datagrams only when a datagram socket is.
 NOT_AT_START_UP = {
     "argparse",
     "array",
     "asyncio",
     "collections.abc",
     "enum",
+    "greeterd.datagrams",
+    "greeterd.sessions",
     "greeterd.varlink",
     "json",
     "logging",

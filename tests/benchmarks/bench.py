@@ -186,6 +186,13 @@ class Bench:
                 [self.python, str(HERE / "peers" / "python_floor.py")],
                 holds_idle_clients=False,
             ),
+            # The floor started without site: the least a Python server's cold start can be,
+            # beside `python3 -I -c pass` (see Performance, start-up).
+            Server(
+                f"{FLOOR}, -IS",
+                [self.python, "-IS", str(HERE / "peers" / "python_floor.py")],
+                holds_idle_clients=False,
+            ),
             Server(
                 "greeterd, Accept=yes",
                 [greeterd],

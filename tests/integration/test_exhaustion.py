@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from greeterd import protocol, server
-from tests.support import HELLO, connect, greet, open_fds, read_reply, rss_kib, try_greet, wait_for
+from tests.support import (
+    HELLO,
+    connect,
+    greet,
+    open_fds,
+    read_reply,
+    rss_kib,
+    varlink_call,
+    varlink_replies,
+    wait_for,
+)
 
 IDLE_CLIENTS = 5000  # held by this test process, and as many by greeterd (each raises its limit)
 # What may stay with the server once they have gone: the malloc heap keeps a few hundred KiB of
@@ -68,11 +81,29 @@ def test_5000_idle_clients_neither_block_nor_leak(activate, open_files):
     assert greet(daemon.path) == HELLO
 
 
-def test_out_of_file_descriptors_backs_off_logs_once_and_recovers(activate):
+def greet_over_varlink(sock: socket.socket) -> bytes:
+    sock.sendall(varlink_call("io.greeterd.Greeter.Greet", name="Ada"))
+    greeting: str = varlink_replies(sock, 1)[0]["parameters"]["greeting"]
+    return greeting.encode() + b"\n"
+
+
+def greet_over_a_line(sock: socket.socket) -> bytes:
+    sock.sendall(b"Ada\n")
+    return read_reply(sock)
+
+
+@pytest.mark.parametrize(
+    ("flags", "greet_on"),
+    [((), greet_over_a_line), (("--fdname=varlink",), greet_over_varlink)],
+    ids=["line protocol", "Varlink"],
+)
+def test_out_of_file_descriptors_backs_off_logs_once_and_recovers(activate, flags, greet_on):
     """With RLIMIT_NOFILE at 64 and 100 clients held open, accept() fails with EMFILE:
-    greeterd logs it once, does not spin, and greets again as soon as fds are free."""
-    daemon = activate(wrapper=("prlimit", "--nofile=64:64", "--"))
-    assert greet(daemon.path) == HELLO
+    greeterd logs it once, does not spin, and greets again as soon as fds are free. A socket
+    whose clients speak Varlink shares the accept loop, so it bends the same way."""
+    daemon = activate(wrapper=("prlimit", "--nofile=64:64", "--"), flags=flags)
+    with connect(daemon.path) as first:
+        assert greet_on(first) == b"Hello, Ada\n"
     pid = daemon.process.pid
     held = [connect(daemon.path, timeout=30) for _ in range(100)]
     try:
@@ -84,11 +115,9 @@ def test_out_of_file_descriptors_backs_off_logs_once_and_recovers(activate):
         assert spent < 0.2, f"{spent:.2f} s of CPU in 2 s: a busy loop"
         assert daemon.log.count("accept() failed") == 1
         waiting = connect(daemon.path)  # queued in the backlog behind the held clients
-        waiting.sendall(b"Ada\n")
     finally:
         for sock in held:
             sock.close()
     with waiting:
-        assert read_reply(waiting) == b"Hello, Ada\n"
-    wait_for(lambda: try_greet(daemon.path) == HELLO, what="greetings after the fds came back")
-    assert "accepting again after" in daemon.log
+        assert greet_on(waiting) == b"Hello, Ada\n"
+    daemon.wait_for_log("accepting again after")
