@@ -10,11 +10,13 @@ the timing: each round queues CLIENTS connections that have sent their name, the
 accept batch answering all of them, in turn for:
 
 - the Python floor's accept loop (peers/python_floor.py): no validation, counters or bounds;
+- the floor's loop with the least work any check of a name needs (decode the UTF-8, look for
+  unprintable characters, trim, encode again);
 - the floor's loop answering through greeterd's protocol module (find_request, parse_name,
   format_reply): what validating and framing a name adds;
 - greeterd's Server, one batch as its loop calls it.
 
-The rounds alternate between the three, and each ratio is the median of the round-by-round
+The rounds alternate between the four, and each ratio is the median of the round-by-round
 ratios to the floor. Run it with the interpreter and the greeterd you mean to measure; from a
 checkout, `.venv/bin/python tests/benchmarks/per_greeting.py`.
 """
@@ -53,6 +55,15 @@ class Discard:
 
     def send(self, data: bytes) -> bool:
         return True
+
+
+def answer_with_checks(sock: _socket.socket, read_flags: int = 0) -> None:
+    """The floor's answer(), plus the least any check of a name costs: decoding the UTF-8,
+    looking for unprintable characters, trimming, and encoding the name again."""
+    text = sock.recv(1026, read_flags).split(b"\n", 1)[0].decode()
+    assert text.isprintable()
+    sock.send(b"Hello, " + text.strip().encode() + b"\n", _socket.MSG_DONTWAIT)
+    sock.close()
 
 
 def answer_with_protocol(sock: _socket.socket, read_flags: int = 0) -> None:
@@ -105,6 +116,9 @@ def main() -> int:
         server = Server([Endpoint(listener, "bench", LISTENER)], Log(INFO, Discard()), len)
         contenders = {
             "Python floor": lambda: accept_ready(accept, never_park, answer),
+            "floor + the name's checks": lambda: accept_ready(
+                accept, never_park, answer_with_checks
+            ),
             "floor + greeterd's protocol module": lambda: accept_ready(
                 accept, never_park, answer_with_protocol
             ),
