@@ -81,7 +81,7 @@ def find_request(buffer: bytes, eof: bool) -> bytes | None:
     """
     # partition() and a one-byte slice: the cheapest way CPython has to split off a line (a
     # greeting's budget is a few microseconds; find() with bounds and endswith() parse their
-    # arguments the slow way). A line too long is refused by parse_name().
+    # arguments the slow way).
     line, newline, _ = buffer.partition(b"\n")
     if newline:
         return line[:-1] if line[-1:] == b"\r" else line

@@ -87,6 +87,7 @@ _SOCK_STREAM = sockets.SOCK_STREAM
 _SOCK_SEQPACKET = sockets.SOCK_SEQPACKET
 _IN = select.EPOLLIN
 _MESSAGE_BYTES = protocol.MESSAGE_READ_BYTES
+_VARLINK_IDLE_LANE = 1  # the waiting table's lane for VARLINK_IDLE_TIMEOUT (0: READ_TIMEOUT)
 #: The signals that make greeterd drain and exit (daemon.py routes them to the wakeup fd), with
 #: the names the stop is logged with; the signal module's enum would cost start-up time.
 STOP_SIGNALS: dict[int, str] = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT"}
@@ -154,7 +155,9 @@ class Server:
             self._datagrams = Datagrams(self._datagram_socks, self.tally, log)
         # Accept=yes: nothing to accept, so the work is done when the one client is.
         self._one_shot = not (self._listening or self._datagram_socks)
-        self._waiting = WaitingClients()
+        # One deadline lane per timeout length (waiting.py says why): READ_TIMEOUT for every
+        # client's first request, VARLINK_IDLE_TIMEOUT for Varlink connections between calls.
+        self._waiting = WaitingClients(lanes=2)
         self._epoll = select.epoll()
         self._timers = Timers(
             self.clock(),
@@ -489,9 +492,9 @@ class Server:
         if not self._sessions.converse(fd):
             self._end_session(fd)
             return
-        self._waiting.remove(fd)  # a new deadline from now
-        self._waiting.add(fd, self.clock() + self.varlink_idle_timeout, False, b"")
-        self._timers.activity(self.clock())
+        now = self.clock()
+        self._waiting.renew(fd, now + self.varlink_idle_timeout, _VARLINK_IDLE_LANE)
+        self._timers.activity(now)
 
     def _end_session(self, fd: int) -> None:
         assert self._sessions is not None

@@ -46,14 +46,18 @@ class VarlinkSessions:
         its replies; the caller then calls close())."""
         sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM, 0, fd)
         try:
+            return self._answer(fd, sock)
+        finally:
+            sock.detach()  # the fd stays open: close() closes it
+
+    def _answer(self, fd: int, sock: sockets.socket) -> bool:
+        try:
             data = sock.recv(VARLINK_READ_BYTES)
         except BlockingIOError:
-            sock.detach()
             return True
         except OSError:
             data = b""  # reset: the same as leaving
         if not data:  # the client left: nothing owed
-            sock.detach()
             return False
         connection = self._connections[fd]
         received = connection.receive(data)
@@ -62,7 +66,6 @@ class VarlinkSessions:
             peer = peer_credentials(sock)
             for reason, name in received.refused:
                 self._tally.refusal(peer, reason, name)
-        sock.detach()
         return _send_whole(fd, received.replies) and not connection.closing
 
     def close(self, fd: int) -> None:

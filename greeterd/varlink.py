@@ -1,7 +1,7 @@
 """The Varlink interface io.greeterd.Greeter: framing and dispatch, bytes in and replies out.
 
-Pure, like protocol.py: no sockets, no logging, no clock. The server will only move bytes: it
-feeds what a connection sends to Connection.receive() and writes back the replies.
+Pure, like protocol.py: no sockets, no logging, no clock. The server only moves bytes:
+sessions.py feeds what a connection sends to Connection.receive() and writes back the replies.
 
 Varlink (varlink.org) is what systemd's own services speak (hostnamed, userdbd, resolved):
 each message is one JSON object ended by a NUL byte, a connection carries any number of calls

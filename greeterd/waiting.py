@@ -1,9 +1,15 @@
 """The clients that connected before their whole request arrived: pure bookkeeping, no I/O.
 
-For each waiting client it keeps its fd, its read deadline, whether it speaks in messages
+For each waiting client it keeps its fd, its deadline, whether it speaks in messages
 (seqpacket) or a byte stream, and the bytes it sent so far. The server owns the sockets; this
 module only answers "is this fd waiting?", "whose deadline has passed?" and "when is the next
 one?".
+
+Deadlines are kept in arrival order, in lanes: every deadline in a lane comes from the same
+timeout, so arrival order is deadline order within it, and the earliest deadline is always at
+the head of some lane. The server has a lane for its read timeout and one for Varlink's longer
+idle timeout; in a single queue, a client given 10 s would hold back the 5 s of every client
+that came after it.
 
 Why flat tables indexed by fd instead of one object per client: 5,000 idle clients then cost
 about 20 to 40 bytes each in a handful of buffers, and those are dropped as soon as the last
@@ -47,22 +53,60 @@ def _zeros(size: int, start: memoryview[float] | memoryview[int]) -> bytearray:
     return raw
 
 
-class WaitingClients:
-    """Waiting clients by fd, and their deadlines in arrival order (which is deadline order,
-    as every client gets the same read timeout)."""
+class _DeadlineQueue:
+    """(fd, deadline) pairs in [head, tail), oldest first, each deadline no earlier than those
+    before it. An entry whose deadline no longer matches the client's is stale: that client
+    left, or its deadline moved (to this lane or another)."""
 
     def __init__(self) -> None:
+        self.fds = _ints(0)
+        self.deadlines = _doubles(0)
+        self.head = self.tail = 0
+
+    def push(self, fd: int, deadline: float) -> None:
+        if self.tail == len(self.fds):
+            self.resize(max(16, 2 * self.tail))
+        self.fds[self.tail] = fd
+        self.deadlines[self.tail] = deadline
+        self.tail += 1
+
+    def resize(self, length: int) -> None:
+        self.fds = _ints(length, self.fds[: self.tail])
+        self.deadlines = _doubles(length, self.deadlines[: self.tail])
+
+    def skip_stale(self, by_fd: memoryview[float]) -> None:
+        fds, deadlines = self.fds, self.deadlines
+        head, tail = self.head, self.tail
+        while head < tail and by_fd[fds[head]] != deadlines[head]:
+            head += 1
+        self.head = head
+
+    def compact(self, by_fd: memoryview[float]) -> None:
+        """Keep only the live entries, at the start of the queue."""
+        fds, deadlines = self.fds, self.deadlines
+        kept = 0
+        for index in range(self.head, self.tail):
+            fd, deadline = fds[index], deadlines[index]
+            if by_fd[fd] == deadline:
+                fds[kept], deadlines[kept] = fd, deadline
+                kept += 1
+        self.head, self.tail = 0, kept
+        if kept < len(fds) // 4:
+            self.resize(max(16, 2 * kept))  # and give back what a burst took
+
+
+class WaitingClients:
+    """Waiting clients by fd, and their deadlines in ``lanes`` queues (see above)."""
+
+    def __init__(self, lanes: int = 1) -> None:
+        self._lanes = lanes
         self._clear()
 
     def _clear(self) -> None:
         self._deadline_by_fd = _doubles(0)  # _NOT_WAITING, or when the client's time is up
         self._mode_by_fd = bytearray()  # _STREAM or _MESSAGES
         self._received: dict[int, bytes] = {}  # only for clients that sent part of a request
-        # The deadline queue: (fd, deadline) pairs in [_head, _tail), oldest first. An entry
-        # whose deadline no longer matches _deadline_by_fd is stale: that client left.
-        self._queue_fds = _ints(0)
-        self._queue_deadlines = _doubles(0)
-        self._head = self._tail = 0
+        self._queues = [_DeadlineQueue() for _ in range(self._lanes)]
         self._count = 0
 
     def __len__(self) -> int:
@@ -71,9 +115,11 @@ class WaitingClients:
     def __contains__(self, fd: int) -> bool:
         return fd < len(self._deadline_by_fd) and self._deadline_by_fd[fd] != _NOT_WAITING
 
-    def add(self, fd: int, deadline: float, message_mode: bool, received: bytes) -> None:
+    def add(
+        self, fd: int, deadline: float, message_mode: bool, received: bytes, lane: int = 0
+    ) -> None:
         """Start waiting for ``fd`` until ``deadline``, which must not be earlier than any
-        deadline added before it."""
+        deadline added to ``lane`` before it."""
         if fd in self:
             raise ValueError(f"fd {fd} is already waiting")
         if fd >= len(self._deadline_by_fd):
@@ -85,16 +131,17 @@ class WaitingClients:
         self._mode_by_fd[fd] = _MESSAGES if message_mode else _STREAM
         if received:
             self._received[fd] = received
-        if self._tail == len(self._queue_fds):
-            self._resize_queue(max(16, 2 * self._tail))
-        self._queue_fds[self._tail] = fd
-        self._queue_deadlines[self._tail] = deadline
-        self._tail += 1
+        self._queues[lane].push(fd, deadline)
         self._count += 1
 
-    def _resize_queue(self, length: int) -> None:
-        self._queue_fds = _ints(length, self._queue_fds[: self._tail])
-        self._queue_deadlines = _doubles(length, self._queue_deadlines[: self._tail])
+    def renew(self, fd: int, deadline: float, lane: int = 0) -> None:
+        """Give a waiting client a new deadline (the same rule as add() for its lane); its old
+        entry goes stale."""
+        if fd not in self:
+            raise ValueError(f"fd {fd} is not waiting")
+        self._deadline_by_fd[fd] = deadline
+        self._queues[lane].push(fd, deadline)
+        self._compact_if_stale()
 
     def message_mode(self, fd: int) -> bool:
         """Whether one message is the whole request (seqpacket), not a line in a stream."""
@@ -115,43 +162,35 @@ class WaitingClients:
         self._count -= 1
         if not self._count:
             self._clear()
-        elif self._tail > 2 * self._count + DEADLINE_SLACK:
-            self._compact()
+        else:
+            self._compact_if_stale()
 
     def queued(self) -> int:
-        """Entries the deadline queue holds, passed and stale ones included: at most twice
-        the waiting clients plus DEADLINE_SLACK, as _compact() sees to."""
-        return self._tail
+        """Entries the deadline queues hold, passed and stale ones included: at most twice
+        the waiting clients plus DEADLINE_SLACK, as _compact_if_stale() sees to."""
+        return sum(queue.tail for queue in self._queues)
 
-    def _compact(self) -> None:
-        """Keep only the entries of clients still waiting, at the start of the queue."""
-        fds, deadlines, by_fd = self._queue_fds, self._queue_deadlines, self._deadline_by_fd
-        kept = 0
-        for index in range(self._head, self._tail):
-            fd, deadline = fds[index], deadlines[index]
-            if by_fd[fd] == deadline:
-                fds[kept], deadlines[kept] = fd, deadline
-                kept += 1
-        self._head, self._tail = 0, kept
-        if kept < len(fds) // 4:
-            self._resize_queue(max(16, 2 * kept))  # and give back what a burst took
+    def _compact_if_stale(self) -> None:
+        if self.queued() > 2 * self._count + DEADLINE_SLACK:
+            for queue in self._queues:
+                queue.compact(self._deadline_by_fd)
 
     def next_deadline(self) -> float | None:
         """The earliest deadline of a client still waiting, if any."""
-        self._skip_stale()
-        return self._queue_deadlines[self._head] if self._head < self._tail else None
+        earliest = None
+        for queue in self._queues:
+            queue.skip_stale(self._deadline_by_fd)
+            if queue.head < queue.tail:
+                deadline = queue.deadlines[queue.head]
+                if earliest is None or deadline < earliest:
+                    earliest = deadline
+        return earliest
 
     def first_expired(self, now: float) -> int | None:
         """A waiting client whose deadline is ``now`` or earlier, if any. It keeps waiting
         until remove(), so that what it sent can still be read."""
-        self._skip_stale()
-        if self._head == self._tail or self._queue_deadlines[self._head] > now:
-            return None
-        return self._queue_fds[self._head]
-
-    def _skip_stale(self) -> None:
-        fds, deadlines, by_fd = self._queue_fds, self._queue_deadlines, self._deadline_by_fd
-        head, tail = self._head, self._tail
-        while head < tail and by_fd[fds[head]] != deadlines[head]:
-            head += 1
-        self._head = head
+        for queue in self._queues:
+            queue.skip_stale(self._deadline_by_fd)
+            if queue.head < queue.tail and queue.deadlines[queue.head] <= now:
+                return queue.fds[queue.head]
+        return None

@@ -20,6 +20,7 @@ from tests.support import (
     HELLO,
     MemoryOutlet,
     connect,
+    error_line,
     exchange,
     greet,
     read_reply,
@@ -466,3 +467,26 @@ def test_varlink_connections_count_against_the_client_cap(serve, sock_dir):
         running.sigterm()
         running.join()
     assert running.server.greeted == 2
+
+
+def test_a_long_varlink_deadline_does_not_delay_a_shorter_one_set_after_it(serve, sock_dir):
+    """Deadlines of two lengths share one server: a silent line client that connects after a
+    Varlink call renewed its connection's longer idle deadline is still cut off at its own
+    read deadline, not at the Varlink one."""
+    with (
+        serve(
+            listener(sock_dir / "s.sock"),
+            varlink_listener(sock_dir / "v.sock"),
+            read_timeout=0.3,
+            varlink_idle_timeout=5,
+        ),
+        connect(sock_dir / "v.sock") as session,
+    ):
+        session.sendall(varlink_call(GREET, name="A"))
+        varlink_replies(session, 1)  # its next deadline: 5 s from now
+        with connect(sock_dir / "s.sock") as silent:
+            started = time.monotonic()
+            silent.settimeout(10)
+            assert silent.recv(100) == error_line(protocol.TIMED_OUT)
+            waited = time.monotonic() - started
+    assert waited < 2, f"the line client waited {waited:.1f} s, behind the Varlink deadline"

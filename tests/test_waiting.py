@@ -40,6 +40,35 @@ def test_deadlines_come_due_in_arrival_order():
     assert waiting.next_deadline() == 3.0
 
 
+def test_a_shorter_deadline_in_another_lane_is_not_held_back_by_a_longer_one():
+    """Deadlines of two timeouts arrive out of order; each lane keeps its own order, so the
+    earliest deadline comes due first whichever lane it is in."""
+    waiting = WaitingClients(lanes=2)
+    waiting.add(5, 10.0, message_mode=False, received=b"", lane=1)  # a long timeout, first
+    waiting.add(3, 6.0, message_mode=False, received=b"")  # a shorter one, after it
+    assert waiting.next_deadline() == 6.0
+    assert waiting.first_expired(7.0) == 3
+    waiting.remove(3)
+    assert waiting.first_expired(7.0) is None
+    assert waiting.first_expired(10.0) == 5
+
+
+def test_a_renewed_deadline_replaces_the_old_one():
+    """renew() moves a waiting client's deadline, into another lane if asked: the old one no
+    longer cuts it off, and what it sent and how it speaks are kept."""
+    waiting = WaitingClients(lanes=2)
+    waiting.add(4, 1.0, message_mode=True, received=b"Zo")
+    waiting.renew(4, 5.0, lane=1)
+    assert len(waiting) == 1
+    assert waiting.next_deadline() == 5.0
+    assert waiting.first_expired(2.0) is None
+    assert waiting.first_expired(5.0) == 4
+    assert waiting.received(4) == b"Zo"
+    assert waiting.message_mode(4) is True
+    with pytest.raises(ValueError, match="fd 9 is not waiting"):
+        waiting.renew(9, 6.0)
+
+
 def test_a_client_that_left_is_skipped_even_when_its_fd_is_reused():
     """The kernel reuses fds: the old deadline entry must not cut off the new client."""
     waiting = WaitingClients()
