@@ -72,9 +72,11 @@ ACCEPT_BACKOFF = 0.1
 #: Seconds between STATUS= updates to systemd while greetings are being served.
 STATUS_INTERVAL = 1.0
 
-#: Seconds a Varlink connection may stay silent between calls before greeterd closes it. It
-#: holds one of the MAX_CONNECTIONS places meanwhile; a client that calls again within it
-#: keeps its connection (varlinkctl makes its calls at once, then leaves).
+#: Seconds a Varlink connection has after a whole call to make its next one, else greeterd
+#: closes it (its first call has READ_TIMEOUT from accept). It holds one of the
+#: MAX_CONNECTIONS places meanwhile; a client that calls again within it keeps its connection
+#: (varlinkctl makes its calls at once, then leaves). Bytes that complete no call do not
+#: extend it.
 VARLINK_IDLE_TIMEOUT = 10.0
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -489,12 +491,16 @@ class Server:
         """Answer what a Varlink client sent, then wait for its next call (until
         VARLINK_IDLE_TIMEOUT), or end the connection."""
         assert self._sessions is not None
-        if not self._sessions.converse(fd):
+        calls = self._sessions.converse(fd)
+        if calls is None:
             self._end_session(fd)
-            return
-        now = self.clock()
-        self._waiting.renew(fd, now + self.varlink_idle_timeout, _VARLINK_IDLE_LANE)
-        self._timers.activity(now)
+        elif calls:
+            # Only a whole call earns more time. Bytes that complete none keep the deadline
+            # the connection had, so a client that sends a call a byte at a time is cut off
+            # at it, as a line client is (bounded time per client).
+            now = self.clock()
+            self._waiting.renew(fd, now + self.varlink_idle_timeout, _VARLINK_IDLE_LANE)
+            self._timers.activity(now)
 
     def _end_session(self, fd: int) -> None:
         assert self._sessions is not None

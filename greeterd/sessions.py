@@ -40,25 +40,26 @@ class VarlinkSessions:
         """A client connected: its calls are read from now on."""
         self._connections[fd] = varlink.Connection()
 
-    def converse(self, fd: int) -> bool:
-        """Read what the client sent and answer every call that is whole; return whether the
-        connection stays open for more calls (False: it left, asked to close, or cannot take
-        its replies; the caller then calls close())."""
+    def converse(self, fd: int) -> int | None:
+        """Read what the client sent and answer every call that is whole. Return how many
+        calls were whole (0: only part of one arrived), or None when the connection is over:
+        the client left, asked to close, or cannot take its replies (the caller then calls
+        close())."""
         sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM, 0, fd)
         try:
             return self._answer(fd, sock)
         finally:
             sock.detach()  # the fd stays open: close() closes it
 
-    def _answer(self, fd: int, sock: sockets.socket) -> bool:
+    def _answer(self, fd: int, sock: sockets.socket) -> int | None:
         try:
             data = sock.recv(VARLINK_READ_BYTES)
         except BlockingIOError:
-            return True
+            return 0
         except OSError:
             data = b""  # reset: the same as leaving
         if not data:  # the client left: nothing owed
-            return False
+            return None
         connection = self._connections[fd]
         received = connection.receive(data)
         self._tally.greeted += received.greeted
@@ -66,7 +67,9 @@ class VarlinkSessions:
             peer = peer_credentials(sock)
             for reason, name in received.refused:
                 self._tally.refusal(peer, reason, name)
-        return _send_whole(fd, received.replies) and not connection.closing
+        if not _send_whole(fd, received.replies) or connection.closing:
+            return None
+        return received.calls
 
     def close(self, fd: int) -> None:
         del self._connections[fd]

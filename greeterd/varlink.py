@@ -108,10 +108,12 @@ INVALID_PARAMETER = f"{SERVICE}.InvalidParameter"
 class Received:
     """What a connection's bytes called for: replies to send, and what to count and log."""
 
-    __slots__ = ("greeted", "refused", "replies")
+    __slots__ = ("calls", "greeted", "refused", "replies")
 
     def __init__(self) -> None:
         self.replies = b""
+        #: Whole calls taken, answered or oneway: what earns a connection more time.
+        self.calls = 0
         self.greeted = 0
         #: (reason, name) of each name refused, as the line protocol's refusals are logged.
         self.refused: list[tuple[str, str]] = []
@@ -138,6 +140,7 @@ class Connection:
             if call is None:
                 self._break()
                 break
+            received.calls += 1
             reply, refused = dispatch(call)
             if reply is not None:
                 replies.append(encode(reply))

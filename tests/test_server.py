@@ -423,6 +423,44 @@ def test_an_idle_varlink_connection_is_closed_and_frees_its_place(serve, sock_di
         wait_for(lambda: running.server.waiting == 0, what="the place to be free")
 
 
+@pytest.mark.parametrize("calls_first", [0, 1], ids=["before its first call", "after a call"])
+def test_a_varlink_call_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
+    serve, sock_dir, calls_first
+):
+    """Bounded time per client: bytes that complete no call do not extend a connection's
+    deadline (the first call's, or the one its last whole call set), so a client that drips
+    a call is closed at it instead of holding its place for as long as it drips."""
+    timeouts = {"read_timeout": 0.5, "varlink_idle_timeout": 0.5}
+    with (
+        serve(varlink_listener(sock_dir / "v.sock"), **timeouts),
+        connect(sock_dir / "v.sock") as s,
+    ):
+        if calls_first:
+            s.sendall(varlink_call(GREET, name="A"))
+            varlink_replies(s, 1)
+        closed_after = dribble_until_closed(s, varlink_call(GREET, name="B")[:-1], every=0.1)
+    assert closed_after is not None, "the connection outlived every byte of the call"
+    assert closed_after < 2
+
+
+def dribble_until_closed(s: socket.socket, data: bytes, every: float) -> float | None:
+    """Send ``data`` a byte every ``every`` seconds; return the seconds until the server
+    closed the connection, or None if it never did."""
+    started = time.monotonic()
+    s.settimeout(every)
+    for byte in data:
+        try:
+            if s.recv(100) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except ConnectionResetError:  # closed with our bytes unread
+            return time.monotonic() - started
+        with contextlib.suppress(OSError):
+            s.send(bytes([byte]))
+    return None
+
+
 def test_sigterm_ends_idle_varlink_connections_at_once(serve, sock_dir):
     """A drain does not wait for Varlink clients between calls: they are closed."""
     with serve(varlink_listener(sock_dir / "v.sock")) as running, connect(sock_dir / "v.sock") as s:

@@ -56,6 +56,7 @@ def test_a_call_split_across_writes_is_answered_when_whole():
     received = connection.receive(message[-1:])
     assert replies(received.replies) == [{"parameters": {"greeting": "Hello, 李小龍"}}]
     assert received.greeted == 1
+    assert received.calls == 1
 
 
 @pytest.mark.parametrize(
@@ -203,12 +204,14 @@ def test_greetings_are_counted_and_refusals_carry_the_name():
     received = varlink.Connection().receive(greet("A") + greet("a\x1bb") + greet("B"))
     assert received.greeted == 2
     assert received.refused == [(protocol.CONTROL_CHARACTER, "a\x1bb")]
+    assert received.calls == 3  # each whole call, refused or not, earns the connection time
 
 
 def test_oneway_calls_get_no_reply_not_even_an_error():
     answered, refused, _ = exchange(greet("A", oneway=True) + greet("", oneway=True) + greet("B"))
     assert answered == [{"parameters": {"greeting": "Hello, B"}}]
     assert refused == [protocol.EMPTY]
+    assert varlink.Connection().receive(greet("A", oneway=True)).calls == 1
 
 
 @pytest.mark.parametrize(
