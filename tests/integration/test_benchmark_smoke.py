@@ -48,3 +48,22 @@ def test_the_per_greeting_benchmark_runs_and_every_reply_is_right():
     greeterd's protocol, and greeterd's Server, and exits 0 only if every reply was exact and
     greeterd counted every greeting."""
     assert "every reply checked" in run_quick("per_greeting.py", timeout=120)
+
+
+def test_the_startup_benchmark_times_the_bar_both_activations_and_each_part():
+    """startup.py --quick exits 0 only if both cold activations answered exactly, and reports
+    a time for the bar, each activation and each part greeterd imports before its reply."""
+    output = run_quick("startup.py", timeout=600)
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for cells in (line.split("|") for line in output.splitlines() if line.startswith("| "))
+    }
+    timed = [
+        "python -I -c pass (the bar): fork to exit",
+        "Python floor, -IS: a cold activation's first reply",
+        "greeterd, -IS (as the .deb): a cold activation's first reply",
+        "systemd._daemon (listen_fds: loads libsystemd)",
+        "greeterd's own modules, all it loads before its first reply",
+    ]
+    assert all(float(rows[what]) > 0 for what in timed), output
+    assert "modules of its own" in output
