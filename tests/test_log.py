@@ -194,7 +194,8 @@ def test_notify_reaches_an_abstract_address():
 
 
 def test_without_notify_socket_notify_does_nothing():
-    """Outside systemd there is nobody to tell: nothing is sent, nothing counted."""
+    """Outside systemd there is nobody to tell: nothing is sent, so nothing is dropped (the
+    server takes False for a STATUS= to send again)."""
     notify = outlets.Notifier(None)
-    assert not notify("READY=1")
+    assert notify("STATUS=busy") is True
     assert notify.dropped == 0
