@@ -171,7 +171,12 @@ def decode(message: bytes) -> dict[str, Any] | None:
 
 
 def encode(reply: dict[str, Any]) -> bytes:
-    return json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode() + b"\0"
+    """One reply message, NUL-ended, in UTF-8 as written. An error may repeat a string the
+    client sent, and JSON can spell a lone surrogate (``"\\ud800"``) where UTF-8 cannot: the
+    encoder writes one back as that escape (only a JSON string can hold one, and json.dumps
+    has already escaped every backslash), so the reply stays valid JSON instead of raising."""
+    text = json.dumps(reply, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace") + b"\0"
 
 
 def dispatch(call: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

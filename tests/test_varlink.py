@@ -165,6 +165,21 @@ def test_the_greeter_idl_declares_greet_and_invalid_name():
             {"parameter": "parameters"},
         ),
         (
+            call("io.greeterd.Greeter.\ud800"),
+            varlink.METHOD_NOT_FOUND,
+            {"method": "io.greeterd.Greeter.\ud800"},
+        ),
+        (
+            call("org.varlink.service.GetInterfaceDescription", parameters={"interface": "\udc80"}),
+            varlink.INTERFACE_NOT_FOUND,
+            {"interface": "\udc80"},
+        ),
+        (
+            call("io.greeterd.Greeter.Greet", parameters={"name": "A", "\ud800": 1}),
+            varlink.INVALID_PARAMETER,
+            {"parameter": "\ud800"},
+        ),
+        (
             greet("A", more=True),
             varlink.METHOD_NOT_IMPLEMENTED,
             {"method": "io.greeterd.Greeter.Greet"},
@@ -184,6 +199,9 @@ def test_the_greeter_idl_declares_greet_and_invalid_name():
         "name null",
         "unknown parameter",
         "parameters not an object",
+        "a lone surrogate in an unknown method",
+        "a lone surrogate as the interface to describe",
+        "a lone surrogate as a parameter's name",
         "more",
         "upgrade",
     ],
@@ -197,6 +215,25 @@ def test_bad_calls_get_the_standard_errors_and_the_connection_goes_on(message, e
         {"parameters": {"greeting": "Hello, after"}},
     ]
     assert (refused, closing) == ([], False)
+
+
+#: Any string JSON can carry, lone surrogates included (UTF-8 cannot encode those).
+ANY_TEXT = st.lists(st.integers(0, 0x10FFFF).map(chr), max_size=12).map("".join)
+
+
+@given(
+    interface=st.sampled_from(["", "io.greeterd.Greeter.", "org.varlink.service.", "x."]),
+    method=ANY_TEXT,
+    parameters=st.dictionaries(ANY_TEXT, ANY_TEXT | st.integers(), max_size=3),
+)
+def test_any_call_gets_a_json_reply_and_the_connection_goes_on(interface, method, parameters):
+    """Whatever a well-framed call names or passes, it is answered with JSON (an error repeats
+    the client's strings, lone surrogates too) and the next call is still answered."""
+    answered, _, closing = exchange(
+        call(interface + method, parameters=parameters) + greet("after")
+    )
+    assert not closing
+    assert answered[-1] == {"parameters": {"greeting": "Hello, after"}}
 
 
 def test_greetings_are_counted_and_refusals_carry_the_name():

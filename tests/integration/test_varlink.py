@@ -109,6 +109,23 @@ def test_a_refused_name_is_logged_with_the_peers_credentials(daemon):
     assert "\x1b" not in line
 
 
+def test_a_lone_surrogate_is_repeated_back_escaped_and_the_daemon_goes_on(daemon):
+    """JSON can spell a lone surrogate, which UTF-8 cannot encode: the errors that repeat the
+    client's string (an unknown method, an unknown interface to describe) carry it escaped,
+    and greeterd keeps serving (encoding such a reply once killed it)."""
+    unknown_method = "io.greeterd.Greeter.\ud800"
+    with connect(daemon.path) as sock:
+        sock.sendall(
+            varlink_call(unknown_method)
+            + varlink_call("org.varlink.service.GetInterfaceDescription", interface="\udc80")
+        )
+        assert varlink_replies(sock, 2) == [
+            {"error": varlink.METHOD_NOT_FOUND, "parameters": {"method": unknown_method}},
+            {"error": varlink.INTERFACE_NOT_FOUND, "parameters": {"interface": "\udc80"}},
+        ]
+    daemon.assert_healthy()
+
+
 HOSTILE = {
     "connect and close": b"",
     "half a call, then close": varlink_call(GREET, name="A")[:10],
