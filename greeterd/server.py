@@ -79,6 +79,11 @@ STATUS_INTERVAL = 1.0
 #: extend it.
 VARLINK_IDLE_TIMEOUT = 10.0
 
+#: Reads a Varlink connection gets at a stop, to answer the calls it sent before: 16 of
+#: sessions.VARLINK_READ_BYTES (256 KiB) take in more than a socket's default buffer holds
+#: (about 208 KiB), and a client that writes without pause cannot hold the stop.
+STOP_READS = 16
+
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
@@ -235,11 +240,13 @@ class Server:
         self.stopping = True
         self._close_gate(STOPPING)
         self._watch(self._datagram_socks, False)
-        # Every call that arrived whole is answered already; an idle Varlink connection would
-        # hold the drain for up to VARLINK_IDLE_TIMEOUT, so they end now (clients reconnect,
-        # and systemd starts the next instance).
+        # Varlink connections end now: an idle one would hold the drain for up to
+        # VARLINK_IDLE_TIMEOUT (clients reconnect, and systemd starts the next instance). Each
+        # first has the calls it already sent answered: one accepted in this wake-up has not
+        # been read yet, and a read takes at most VARLINK_READ_BYTES.
         if self._sessions is not None:
             for fd in self._sessions.fds():
+                self._answer_what_arrived(fd)
                 self._end_session(fd)
         self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
         self.log.info(f"stopping ({why}): {self.status()}")
@@ -504,6 +511,14 @@ class Server:
             now = self.clock()
             self._waiting.renew(fd, now + self.varlink_idle_timeout, _VARLINK_IDLE_LANE)
             self._timers.activity(now)
+
+    def _answer_what_arrived(self, fd: int) -> None:
+        """Read a Varlink connection until a read brings no whole call (nothing more was sent,
+        or only part of a call), at most STOP_READS times, answering each call."""
+        assert self._sessions is not None
+        for _ in range(STOP_READS):
+            if not self._sessions.converse(fd):  # None (over) or 0 (nothing whole)
+                return
 
     def _end_session(self, fd: int) -> None:
         assert self._sessions is not None

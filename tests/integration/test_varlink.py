@@ -4,12 +4,15 @@ calls, introspection, refusals in the log, and hostile clients that must leave n
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from greeterd import __version__, varlink
+from greeterd.sessions import VARLINK_READ_BYTES
 from tests.stdlib_helpers import reachable
 from tests.support import (
     HELLO,
@@ -173,3 +176,43 @@ def test_a_stream_and_a_varlink_socket_are_served_by_one_greeterd(activate, sock
         sock.sendall(varlink_call(GREET, name="Ada"))
         assert varlink_replies(sock, 1) == [{"parameters": {"greeting": "Hello, Ada"}}]
     assert daemon.stop() == 0, daemon.log
+
+
+def padded_call(size: int) -> bytes:
+    """A whole call of exactly ``size`` bytes, NUL included: a Greet with an unknown
+    parameter, so its reply is InvalidParameter and the connection goes on."""
+    bare = varlink_call(GREET, name="A", padding="")
+    return varlink_call(GREET, name="A", padding="x" * (size - len(bare)))
+
+
+def test_sigterm_answers_the_calls_sent_before_it():
+    """Calls that arrived whole before SIGTERM are answered before greeterd closes their
+    connections: the rest of what one read of VARLINK_READ_BYTES left in a socket, and a call
+    on a connection accepted in the same wake-up as the signal, not read yet. greeterd is
+    stopped (SIGSTOP) while they are sent, so both are there when it wakes."""
+    directory = short_temp_dir()
+    activated = Activated(directory, flags=("--fdname=varlink",))
+    try:
+        with connect(activated.path) as early:
+            early.sendall(varlink_call(GREET, name="warm"))
+            varlink_replies(early, 1)  # greeterd runs, and waits for this one's next call
+            pid = activated.process.pid
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                # The first call ends just inside the first read; the second straddles it.
+                early.sendall(padded_call(VARLINK_READ_BYTES - 20) + varlink_call(GREET, name="B"))
+                late = connect(activated.path)
+                late.sendall(varlink_call(GREET, name="late"))
+                os.kill(pid, signal.SIGTERM)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert varlink_replies(early, 2) == [
+                {"error": varlink.INVALID_PARAMETER, "parameters": {"parameter": "padding"}},
+                {"parameters": {"greeting": "Hello, B"}},
+            ]
+            with late:
+                assert varlink_replies(late, 1) == [{"parameters": {"greeting": "Hello, late"}}]
+        assert activated.process.wait(10) == 0
+    finally:
+        activated.kill()
+        remove_tree(directory)
