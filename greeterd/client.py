@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 EX_OK = 0
 EX_DATAERR = 65  # the name breaks the protocol; nothing was sent
-EX_NOINPUT = 66  # no name: end of input at the prompt or on standard input
+EX_NOINPUT = 66  # no name: end of input at the prompt or on standard input, or no stdin
 EX_NOHOST = 68  # the socket path does not exist
 EX_UNAVAILABLE = 69  # nothing listens on the socket
 EX_IOERR = 74  # the connection failed or closed without an answer
@@ -96,7 +97,7 @@ COMMAND = cli.Command(
         (EX_OK, "greeted"),
         (cli.EX_USAGE, "bad command line"),
         (EX_DATAERR, "the name cannot be sent (empty, too long, control characters, not UTF-8)"),
-        (EX_NOINPUT, "no name given (end of input)"),
+        (EX_NOINPUT, "no name given (end of input, or standard input closed)"),
         (EX_NOHOST, "the socket does not exist (is greeter.socket started?)"),
         (EX_UNAVAILABLE, "connection refused: nothing listens on the socket"),
         (EX_IOERR, "the connection broke before an answer"),
@@ -173,6 +174,8 @@ def _read_name(given: str | None) -> str:
     """The name from --name, the prompt on a terminal, or one line of standard input."""
     if given is not None:
         return given
+    if sys.stdin is None:  # started with standard input closed
+        raise Failure("no name: standard input is closed", EX_NOINPUT)
     if sys.stdin.isatty():
         try:
             return input(PROMPT)
@@ -197,11 +200,11 @@ def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stre
     """Send one request to the server at ``path`` and return its greeting line."""
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, SOCKET_TYPES[socket_type]) as sock:
-        sock.settimeout(timeout)
         try:
             if socket_type == "datagram":
                 sock.bind("")  # autobind: an abstract address for the reply to come back to
-            sock.connect(path)
+            _connect(sock, path, deadline - time.monotonic())
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
             if socket_type == "stream":
                 _send(sock, request)
                 reply = _receive(sock, deadline)
@@ -238,6 +241,27 @@ def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stre
         raise Failure(f"the server refused the name: {refusal.reason}", EX_PROTOCOL) from None
     except protocol.ProtocolError as error:
         raise Failure(f"unreadable answer from the server: {error.reason}", EX_PROTOCOL) from None
+
+
+def _connect(sock: socket.socket, path: str, timeout: float) -> None:
+    """connect(), waiting up to ``timeout`` while the server's listen backlog is full.
+
+    A full AF_UNIX backlog fails a connect() at once with EAGAIN on a socket with a Python
+    timeout (which makes it non-blocking); a blocking one waits in the kernel until the
+    server accepts someone, for at most SO_SNDTIMEO. So a busy greeterd is waited for, as
+    clients in its backlog are, and reported as a timeout only if it stays full.
+    """
+    seconds = max(timeout, 0.001)
+    sock.setblocking(True)
+    sock.setsockopt(
+        socket.SOL_SOCKET,
+        socket.SO_SNDTIMEO,
+        struct.pack("@ll", int(seconds), int(seconds % 1 * 1_000_000)),
+    )
+    try:
+        sock.connect(path)
+    except BlockingIOError:  # EAGAIN: still full when SO_SNDTIMEO ran out
+        raise TimeoutError from None
 
 
 def _send(sock: socket.socket, request: bytes) -> None:

@@ -170,6 +170,58 @@ def test_a_server_that_never_answers_times_out(scripted, capsys):
     assert time.monotonic() - started < 2
 
 
+@contextlib.contextmanager
+def full_backlog(path: Path) -> Iterator[socket.socket]:
+    """A listener whose backlog is full: listen(0) holds one connection, and one is there."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(0)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as filler:
+            filler.setblocking(False)
+            filler.connect(str(path))
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    probe.connect(str(path))  # the backlog is full: the test holds
+            yield listener
+
+
+def test_a_full_backlog_is_waited_for_until_the_server_accepts(sock_dir, capsys):
+    """A busy server's clients wait in its backlog: the client waits for room (it used to
+    fail at once with EAGAIN, exit 74) and is served once the server accepts again."""
+    path = sock_dir / "busy.sock"
+    with full_backlog(path) as listener:
+
+        def accept_later() -> None:
+            time.sleep(0.5)
+            listener.settimeout(5)  # a client that gave up must not leave this thread behind
+            listener.accept()[0].close()  # the filler: room for the client
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall("Hello, Zoë\n".encode())
+
+        server = threading.Thread(target=accept_later, daemon=True)
+        server.start()
+        started = time.monotonic()
+        status, out, err = run(capsys, "--socket", str(path), "--name", "Zoë", "--timeout", "5")
+        server.join(5)
+    assert (status, out) == (client.EX_OK, "Hello, Zoë\n"), err
+    assert time.monotonic() - started >= 0.4
+
+
+def test_a_backlog_that_stays_full_times_out(sock_dir, capsys):
+    """Room never comes: after --timeout the client gives up with EX_TEMPFAIL."""
+    path = sock_dir / "busy.sock"
+    with full_backlog(path):
+        started = time.monotonic()
+        status, _, err = run(capsys, "--socket", str(path), "--name", "Zoë", "--timeout", "0.5")
+        waited = time.monotonic() - started
+    assert status == client.EX_TEMPFAIL, err
+    assert "timed out after 0.5s" in err
+    assert 0.4 <= waited < 3
+
+
 def test_an_error_line_from_the_server_is_reported(scripted, capsys):
     """The server's refusal: EX_PROTOCOL and its reason."""
     server = scripted(b"error: name longer than 1024 bytes\n")
@@ -367,6 +419,19 @@ def test_without_a_terminal_one_line_is_read_from_stdin(scripted, stdin, status)
     assert done.returncode == status, done.stderr
     if status == client.EX_OK:
         assert done.stdout == "Hello, Zoë\n".encode()
+    assert b"Traceback" not in done.stderr
+
+
+def test_a_closed_standard_input_is_no_name(sock_dir):
+    """Started with fd 0 closed (sys.stdin is None), the client says so: no traceback."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" --socket "$1" 0<&-', GREETER_CLIENT, str(sock_dir / "x.sock")],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == client.EX_NOINPUT, done.stderr
+    assert b"standard input is closed" in done.stderr
     assert b"Traceback" not in done.stderr
 
 
