@@ -185,12 +185,10 @@ class Notifier:
         self.dropped = 0
 
     def __call__(self, state: str) -> bool:
-        """Send ``state``; False only when it was dropped (outside systemd nothing is sent,
-        and nothing is lost)."""
         if self._outlet is None:
             if self._fallback:
                 blocking_notify(state)
-            return True
+            return self._fallback
         lifecycle = "READY=1" in state or "STOPPING=1" in state
         if self._outlet.send(state.encode(), NOTIFY_WAIT if lifecycle else 0.0):
             return True

@@ -116,9 +116,7 @@ class Listening:
 class Server:
     """Greets clients on the given endpoints until told to stop, then drains.
 
-    ``notify`` sends sd_notify(3) lines (a no-op outside systemd) and returns False for one it
-    had to drop (PID 1's queue was full): a dropped STATUS= is sent again at the next
-    STATUS_INTERVAL, so systemctl status never keeps stale counts. ``exit_idle_time`` > 0 makes
+    ``notify`` sends sd_notify(3) lines (a no-op outside systemd). ``exit_idle_time`` > 0 makes
     the server stop once nothing has happened for that long; only pass it when systemd can
     start greeterd again on the next connection. ``watchdog_interval`` is how often to send
     WATCHDOG=1.
@@ -282,9 +280,8 @@ class Server:
             self._watch(self._listening, True)
         if self._timers.watchdog_due(now):
             self.notify("WATCHDOG=1")
-        # A STATUS= that PID 1 had no room for (False) is sent again at the next interval.
-        status_due = self._timers.status_due(now, self._status_changed())
-        if status_due and self.notify(f"STATUS={self.status()}") is not False:
+        if self._timers.status_due(now, self._status_changed()):
+            self.notify(f"STATUS={self.status()}")
             self._reported = (self.greeted, self.refused)
         if self._timers.idle_due(now, self._idle()):
             self._exit_if_idle()

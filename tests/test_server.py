@@ -227,24 +227,6 @@ def test_status_reports_greetings(serve):
         )
 
 
-def test_a_dropped_status_is_sent_again(serve):
-    """PID 1's queue was full for a STATUS= (notify returned False): the same counts are sent
-    again at the next interval, although nothing changed since."""
-    with serve() as running:
-        statuses: list[str] = []
-
-        def notify_dropping_the_first_status(state: str) -> bool:
-            if state.startswith("STATUS="):
-                statuses.append(state)
-                return len(statuses) > 1
-            return True
-
-        running.server.notify = notify_dropping_the_first_status
-        greet(running.path)
-        wait_for(lambda: len(statuses) >= 2, what="the dropped STATUS= to be sent again")
-    assert statuses[:2] == ["STATUS=1 greeted, 0 refused, 0 waiting"] * 2
-
-
 def test_exit_on_idle_stops_after_the_idle_time(serve):
     """With nothing to do for exit_idle_time, the loop sends STOPPING=1 and returns."""
     with serve(exit_idle_time=0.3) as running:
