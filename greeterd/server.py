@@ -79,10 +79,12 @@ STATUS_INTERVAL = 1.0
 #: extend it.
 VARLINK_IDLE_TIMEOUT = 10.0
 
-#: Reads a Varlink connection gets at a stop, to answer the calls it sent before: 16 of
-#: sessions.VARLINK_READ_BYTES (256 KiB) take in more than a socket's default buffer holds
-#: (about 208 KiB), and a client that writes without pause cannot hold the stop.
-STOP_READS = 16
+#: Reads all Varlink connections get in all at a stop, to answer the calls they sent before
+#: it: 64 of sessions.VARLINK_READ_BYTES (1 MiB, about a quarter second of parsing here) cover
+#: the connections accepted in the stopping wake-up and the rest of any read, and keep the
+#: stop well inside the unit's TimeoutStopSec however much clients queued (the calls past
+#: it are not answered: their connections are closed, as at any stop).
+STOP_READS = 64
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
@@ -239,12 +241,14 @@ class Server:
         self._close_gate(STOPPING)
         self._watch(self._datagram_socks, False)
         # Varlink connections end now: an idle one would hold the drain for up to
-        # VARLINK_IDLE_TIMEOUT (clients reconnect, and systemd starts the next instance). Each
-        # first has the calls it already sent answered: one accepted in this wake-up has not
-        # been read yet, and a read takes at most VARLINK_READ_BYTES.
+        # VARLINK_IDLE_TIMEOUT (clients reconnect, and systemd starts the next instance). First
+        # the calls they already sent are answered, within STOP_READS reads in all: one
+        # accepted in this wake-up has not been read yet, and a read takes at most
+        # VARLINK_READ_BYTES.
         if self._sessions is not None:
+            reads_left = STOP_READS
             for fd in self._sessions.fds():
-                self._answer_what_arrived(fd)
+                reads_left -= self._answer_what_arrived(fd, reads_left)
                 self._end_session(fd)
         self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
         self.log.info(f"stopping ({why}): {self.status()}")
@@ -509,13 +513,15 @@ class Server:
             self._waiting.renew(fd, now + self.varlink_idle_timeout, _VARLINK_IDLE_LANE)
             self._timers.activity(now)
 
-    def _answer_what_arrived(self, fd: int) -> None:
-        """Read a Varlink connection until a read brings no whole call (nothing more was sent,
-        or only part of a call), at most STOP_READS times, answering each call."""
+    def _answer_what_arrived(self, fd: int, reads: int) -> int:
+        """Read a Varlink connection, answering each call, until a read brings no whole call
+        (nothing more was sent, or only part of one) or ``reads`` are made; return how many
+        were made."""
         assert self._sessions is not None
-        for _ in range(STOP_READS):
+        for made in range(1, reads + 1):
             if not self._sessions.converse(fd):  # None (over) or 0 (nothing whole)
-                return
+                return made
+        return reads
 
     def _end_session(self, fd: int) -> None:
         assert self._sessions is not None

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -214,5 +215,41 @@ def test_sigterm_answers_the_calls_sent_before_it():
                 assert varlink_replies(late, 1) == [{"parameters": {"greeting": "Hello, late"}}]
         assert activated.process.wait(10) == 0
     finally:
+        activated.kill()
+        remove_tree(directory)
+
+
+def test_a_stop_is_not_held_by_what_clients_queued():
+    """Answering the calls sent before SIGTERM has a budget for the whole stop (STOP_READS): 200
+    connections with their sockets full of calls (about 200 KiB each, 40 MiB in all) still let
+    greeterd exit within seconds, well inside the unit's TimeoutStopSec=15s; answering every
+    queued call took about 10 s here."""
+    directory = short_temp_dir()
+    activated = Activated(directory, flags=("--fdname=varlink",))
+    connections: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            connections.append(connect(activated.path))
+        connections[0].sendall(varlink_call(GREET, name="warm"))
+        varlink_replies(connections[0], 1)
+        pid = activated.process.pid
+        wait_for(lambda: open_fds(pid) >= 200, what="every connection accepted")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            calls = varlink_call(GREET, name="A") * 4000
+            for sock in connections:
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    while sock.send(calls):
+                        pass
+            os.kill(pid, signal.SIGTERM)
+            started = time.monotonic()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert activated.process.wait(15) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in connections:
+            sock.close()
         activated.kill()
         remove_tree(directory)
