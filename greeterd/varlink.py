@@ -141,12 +141,12 @@ class Connection:
                 self._break()
                 break
             received.calls += 1
-            reply, refused = dispatch(call)
-            if reply is not None:
-                replies.append(encode(reply))
+            answer, refused = dispatch(call)
+            if call.get("oneway") is not True:  # a oneway call gets no reply, errors included
+                replies.append(encode(answer))
             if refused is not None:
                 received.refused.append((refused, call["parameters"]["name"]))
-            elif call["method"] == GREET:
+            elif call["method"] == GREET and "error" not in answer:  # not InvalidParameter
                 received.greeted += 1
         if len(self._partial) >= MAX_MESSAGE_BYTES:
             self._break()
@@ -179,13 +179,8 @@ def encode(reply: dict[str, Any]) -> bytes:
     return text.encode("utf-8", "backslashreplace") + b"\0"
 
 
-def dispatch(call: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The reply to one call (None for a oneway call) and, for a refused name, its reason."""
-    reply, refused = _answer(call)
-    return (None if call.get("oneway") is True else reply), refused
-
-
-def _answer(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def dispatch(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The answer to one call (a reply or an error) and, for a refused name, its reason."""
     problem = _problem(call)
     if problem is not None:
         return problem, None

@@ -244,6 +244,18 @@ def test_greetings_are_counted_and_refusals_carry_the_name():
     assert received.calls == 3  # each whole call, refused or not, earns the connection time
 
 
+def test_only_greet_calls_that_greet_are_counted():
+    """A Greet answered with an error (a parameter it does not know, more) greets no one."""
+    received = varlink.Connection().receive(
+        greet("A", more=True)
+        + call("io.greeterd.Greeter.Greet", parameters={"name": "A", "title": "Dr"})
+        + greet("B")
+        + greet("C", oneway=True)
+    )
+    assert received.greeted == 2  # B, and C though a oneway call gets no reply
+    assert received.refused == []
+
+
 def test_oneway_calls_get_no_reply_not_even_an_error():
     answered, refused, _ = exchange(greet("A", oneway=True) + greet("", oneway=True) + greet("B"))
     assert answered == [{"parameters": {"greeting": "Hello, B"}}]
