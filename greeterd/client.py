@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 
@@ -203,8 +202,9 @@ def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stre
         try:
             if socket_type == "datagram":
                 sock.bind("")  # autobind: an abstract address for the reply to come back to
-            _connect(sock, path, deadline - time.monotonic())
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.settimeout(timeout)
+            _connect(sock, path, deadline)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))  # what is left of it
             if socket_type == "stream":
                 _send(sock, request)
                 reply = _receive(sock, deadline)
@@ -243,25 +243,26 @@ def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stre
         raise Failure(f"unreadable answer from the server: {error.reason}", EX_PROTOCOL) from None
 
 
-def _connect(sock: socket.socket, path: str, timeout: float) -> None:
-    """connect(), waiting up to ``timeout`` while the server's listen backlog is full.
+def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+    """connect(), trying again until ``deadline`` while the server's listen backlog is full.
 
-    A full AF_UNIX backlog fails a connect() at once with EAGAIN on a socket with a Python
-    timeout (which makes it non-blocking); a blocking one waits in the kernel until the
-    server accepts someone, for at most SO_SNDTIMEO. So a busy greeterd is waited for, as
-    clients in its backlog are, and reported as a timeout only if it stays full.
+    A full AF_UNIX backlog fails connect() at once with EAGAIN on a socket with a timeout. A
+    blocking connect() would wait in the kernel instead, but a stop and continue (Ctrl-Z, fg)
+    breaks that wait off in a way CPython takes for a connection made. So the client tries
+    again, 1 ms after the first failure and at most 50 ms apart: a busy greeterd is waited
+    for, as the clients in its backlog are, and is a timeout only if it stays full.
     """
-    seconds = max(timeout, 0.001)
-    sock.setblocking(True)
-    sock.setsockopt(
-        socket.SOL_SOCKET,
-        socket.SO_SNDTIMEO,
-        struct.pack("@ll", int(seconds), int(seconds % 1 * 1_000_000)),
-    )
-    try:
-        sock.connect(path)
-    except BlockingIOError:  # EAGAIN: still full when SO_SNDTIMEO ran out
-        raise TimeoutError from None
+    pause = 0.001
+    while True:
+        try:
+            sock.connect(path)
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        else:
+            return
 
 
 def _send(sock: socket.socket, request: bytes) -> None:

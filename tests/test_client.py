@@ -210,6 +210,31 @@ def test_a_full_backlog_is_waited_for_until_the_server_accepts(sock_dir, capsys)
     assert time.monotonic() - started >= 0.4
 
 
+def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
+    """Ctrl-Z and fg while the client waits for a full backlog: it goes on waiting and is
+    served (a blocking connect() took that interruption for a connection, exit 74)."""
+    path = sock_dir / "busy.sock"
+    with full_backlog(path) as listener:
+        waiting = subprocess.Popen(
+            [GREETER_CLIENT, "--socket", str(path), "--name", "Zoë", "--timeout", "10"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(0.3)
+        waiting.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)
+        waiting.send_signal(signal.SIGCONT)
+        time.sleep(0.3)
+        listener.settimeout(5)
+        listener.accept()[0].close()  # the filler: room for the client
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(100)
+            conn.sendall("Hello, Zoë\n".encode())
+        out, err = waiting.communicate(timeout=10)
+    assert (waiting.returncode, out) == (client.EX_OK, "Hello, Zoë\n".encode()), err
+
+
 def test_a_backlog_that_stays_full_times_out(sock_dir, capsys):
     """Room never comes: after --timeout the client gives up with EX_TEMPFAIL."""
     path = sock_dir / "busy.sock"
