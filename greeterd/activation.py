@@ -88,7 +88,13 @@ def inherited_endpoints() -> list[Endpoint]:
     Raises ActivationError for any passed fd greeterd cannot serve: a unit that hands over the
     wrong kind of socket is a configuration error to report, not to ignore.
     """
-    return [adopt(fd, name) for fd, name in speedups.listen_fds_with_names().items()]
+    try:
+        passed = speedups.listen_fds_with_names()
+    except OSError as error:  # sd_listen_fds(3): LISTEN_FDS not a count, or an fd not open
+        raise ActivationError(
+            f"cannot take the sockets systemd passed (LISTEN_FDS, LISTEN_FDNAMES): {error.strerror}"
+        ) from None
+    return [adopt(fd, name) for fd, name in passed.items()]
 
 
 def adopt(fd: int, name: str) -> Endpoint:
@@ -219,9 +225,15 @@ def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
     owner = environ.get("WATCHDOG_PID")
     if owner and owner != str(pid):
         return None
-    if not usec.isdigit() or int(usec) == 0:
+    if not _is_decimal(usec) or int(usec) == 0:
         raise ActivationError(f"WATCHDOG_USEC={usec!r} is not a positive number of microseconds")
     return int(usec) / 2_000_000
+
+
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only, as systemd writes numbers: str.isdigit() also takes "²" and "٣",
+    which int() then refuses or reads."""
+    return text.isascii() and text.isdigit()
 
 
 def notify_address(environ: Mapping[str, str]) -> str | None:
@@ -237,7 +249,7 @@ def stderr_is_journal(environ: Mapping[str, str], stderr_fd: int = 2) -> bool:
     """
     value = environ.get("JOURNAL_STREAM", "")
     device, _, inode = value.partition(":")
-    if not (device.isdigit() and inode.isdigit()):
+    if not (_is_decimal(device) and _is_decimal(inode)):
         return False
     try:
         status = os.fstat(stderr_fd)

@@ -186,7 +186,7 @@ def test_watchdog_interval_is_half_of_watchdog_usec(environ, expected):
     assert activation.watchdog_interval(environ, pid=4242) == expected
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e6"])
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e6", "²", "٣٠٠٠٠٠٠"])
 def test_a_malformed_watchdog_usec_is_an_error(value):
     """systemd never sends these; if something does, say so instead of guessing."""
     with pytest.raises(ActivationError, match="WATCHDOG_USEC"):
@@ -201,4 +201,5 @@ def test_journal_stream_must_name_our_stderr(tmp_path):
         assert activation.stderr_is_journal({"JOURNAL_STREAM": ours}, stream.fileno())
         assert not activation.stderr_is_journal({"JOURNAL_STREAM": "1:2"}, stream.fileno())
         assert not activation.stderr_is_journal({"JOURNAL_STREAM": "junk"}, stream.fileno())
+        assert not activation.stderr_is_journal({"JOURNAL_STREAM": "²:1"}, stream.fileno())
         assert not activation.stderr_is_journal({}, stream.fileno())
