@@ -159,6 +159,8 @@ class BoundListener:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        if not path or path.startswith("\0"):  # bind() would autobind, or go abstract
+            raise ActivationError(f"cannot bind {path!r}: not a path in the file system")
         _remove_stale_socket(path)
         self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
         previous_umask = os.umask(0o777 & ~SOCKET_MODE)  # no window with a wrong mode
@@ -166,7 +168,8 @@ class BoundListener:
             self.sock.bind(path)
         except OSError as error:
             self.sock.close()
-            raise ActivationError(f"cannot bind {path}: {error.strerror}") from None
+            # strerror is None for what Python refuses itself ("AF_UNIX path too long").
+            raise ActivationError(f"cannot bind {path}: {error.strerror or error}") from None
         finally:
             os.umask(previous_umask)
         self._identity = _identity(os.stat(path))

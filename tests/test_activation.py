@@ -127,6 +127,17 @@ def test_a_bound_listener_is_world_connectable_and_listening(sock_dir):
     assert not path.exists()
 
 
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [("", "not a path in the file system"), ("/tmp/" + "x" * 200, "path too long")],
+    ids=["empty", "too long for sun_path"],
+)
+def test_a_path_greeterd_cannot_bind_is_a_named_error(path, problem):
+    """--socket '' would autobind an abstract address, and a long path does not fit."""
+    with pytest.raises(ActivationError, match=problem):
+        activation.BoundListener(path)
+
+
 def test_a_stale_socket_is_replaced(sock_dir):
     """A socket file nobody listens on (a crashed server's) is removed and bound again."""
     path = sock_dir / "greeter.sock"
