@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 
 #: sysexits.h: the command line was wrong.
 EX_USAGE = 64
+#: sysexits.h: output could not be written (standard output closed, its reader gone, a full
+#: disk); the client uses it for a connection that broke, too.
+EX_IOERR = 74
+
+#: The longest duration an option takes: epoll's and the sockets' timeouts overflow past about
+#: 24 days (2**31 ms), and no wait of a greeter needs more than days.
+MAX_SECONDS = 1_000_000
 
 
 class UsageError(Exception):
@@ -115,8 +122,11 @@ class Command:
         try:
             self.parse(sys.argv[1:] if argv is None else argv, settings)
         except Exit as done:
-            sys.stdout.write(done.text)
-            return 0
+            problem = write_out(done.text)
+            if problem is None:
+                return 0
+            sys.stderr.write(f"{self.prog}: cannot write to standard output: {problem}\n")
+            return EX_IOERR
         except UsageError as error:
             sys.stderr.write(f"{self.prog}: {error}\n")
             return EX_USAGE
@@ -169,7 +179,28 @@ def seconds(text: str) -> float:
         raise ValueError(f"{text!r} is not a number of seconds") from None
     if not 0 <= value < float("inf"):
         raise ValueError(f"{text!r} is not a duration of zero seconds or more")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{text!r} is more than {MAX_SECONDS:,} seconds")
     return value
+
+
+def write_out(text: str) -> str | None:
+    """Write ``text`` to standard output now: None once it is written, else why it could not
+    be (closed, its reader gone, a full disk), for the caller to say in one line instead of a
+    traceback. After a failure standard output is /dev/null, so that the flush at exit has
+    nothing left to fail on."""
+    stream = sys.stdout
+    if stream is None:  # started with fd 1 closed
+        return "it is closed"
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError as error:
+        import os  # noqa: PLC0415 (only after a failed write)
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        return error.strerror or str(error)
+    return None
 
 
 def choice(*allowed: str) -> Callable[[str], str]:

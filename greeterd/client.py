@@ -24,7 +24,7 @@ EX_DATAERR = 65  # the name breaks the protocol; nothing was sent
 EX_NOINPUT = 66  # no name: end of input at the prompt or on standard input, or no stdin
 EX_NOHOST = 68  # the socket path does not exist
 EX_UNAVAILABLE = 69  # nothing listens on the socket
-EX_IOERR = 74  # the connection failed or closed without an answer
+EX_IOERR = cli.EX_IOERR  # the connection broke, or the greeting could not be printed
 EX_TEMPFAIL = 75  # timed out
 EX_PROTOCOL = 76  # the server refused the name, or answered something unreadable
 EX_NOPERM = 77  # not allowed to connect to the socket
@@ -96,10 +96,10 @@ COMMAND = cli.Command(
         (EX_OK, "greeted"),
         (cli.EX_USAGE, "bad command line"),
         (EX_DATAERR, "the name cannot be sent (empty, too long, control characters, not UTF-8)"),
-        (EX_NOINPUT, "no name given (end of input, or standard input closed)"),
+        (EX_NOINPUT, "no name given (end of input; standard input closed or unreadable)"),
         (EX_NOHOST, "the socket does not exist (is greeter.socket started?)"),
         (EX_UNAVAILABLE, "connection refused: nothing listens on the socket"),
-        (EX_IOERR, "the connection broke before an answer"),
+        (EX_IOERR, "the connection broke before an answer, or standard output failed"),
         (EX_TEMPFAIL, "timed out"),
         (EX_PROTOCOL, "the server refused the name or answered something unreadable"),
         (EX_NOPERM, "permission denied on the socket"),
@@ -129,8 +129,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Failure as failure:
         sys.stderr.write(f"greeter-client: {failure}\n")
         return failure.status
-    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-    print(greeting)
+    if sys.stdout is not None:
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    problem = cli.write_out(greeting + "\n")
+    if problem is not None:
+        sys.stderr.write(f"greeter-client: cannot print the greeting: {problem}\n")
+        return EX_IOERR
     return EX_OK
 
 
@@ -175,6 +179,13 @@ def _read_name(given: str | None) -> str:
         return given
     if sys.stdin is None:  # started with standard input closed
         raise Failure("no name: standard input is closed", EX_NOINPUT)
+    try:
+        return _read_from_stdin()
+    except OSError as error:  # open for writing only (0>file), a terminal gone, ...
+        raise Failure(f"cannot read a name: {error.strerror or error}", EX_NOINPUT) from None
+
+
+def _read_from_stdin() -> str:
     if sys.stdin.isatty():
         try:
             return input(PROMPT)

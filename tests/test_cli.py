@@ -65,6 +65,7 @@ def test_flags_take_no_value():
         (["--timeout", "soon"], "'soon' is not a number of seconds"),
         (["--timeout", "-1"], "zero seconds or more"),
         (["--timeout", "nan"], "zero seconds or more"),
+        (["--timeout", "1e10"], "more than 1,000,000 seconds"),  # epoll would overflow
         (["name"], "unknown argument 'name'"),
     ],
 )

@@ -460,6 +460,58 @@ def test_a_closed_standard_input_is_no_name(sock_dir):
     assert b"Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    "stdout", ["closed", "a pipe nobody reads", "/dev/full"], ids=lambda name: name
+)
+def test_a_greeting_that_cannot_be_printed_is_one_line_and_74(scripted, stdout):
+    """Standard output closed, its reader gone (EPIPE) or a full disk: one line on standard
+    error and EX_IOERR, not a traceback."""
+    server = scripted("Hello, Zoë\n".encode())
+    argv = [GREETER_CLIENT, "--socket", str(server.path), "--name", "Zoë"]
+    if stdout == "closed":
+        done = subprocess.run(
+            ["sh", "-c", 'exec "$@" >&-', "sh", *argv], capture_output=True, timeout=20, check=False
+        )
+    else:
+        with contextlib.ExitStack() as stack:
+            if stdout == "/dev/full":
+                target = stack.enter_context(open("/dev/full", "wb"))
+            else:
+                read_end, write_end = os.pipe()
+                os.close(read_end)
+                target = stack.enter_context(os.fdopen(write_end, "wb"))
+            done = subprocess.run(
+                argv, stdout=target, stderr=subprocess.PIPE, timeout=20, check=False
+            )
+    assert done.returncode == client.EX_IOERR, done.stderr
+    assert b"greeter-client: cannot print the greeting" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_help_with_standard_output_closed_is_one_line_and_74():
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" --help >&-', GREETER_CLIENT],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == client.EX_IOERR
+    assert done.stderr == b"greeter-client: cannot write to standard output: it is closed\n"
+
+
+def test_standard_input_open_only_for_writing_is_no_name(sock_dir):
+    """0>/dev/null: reading fails (EBADF); the client says so and exits EX_NOINPUT."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" --socket "$1" 0>/dev/null', GREETER_CLIENT, str(sock_dir / "x")],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == client.EX_NOINPUT, done.stderr
+    assert b"cannot read a name" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
 def test_protocol_limit_in_help_is_the_constant():
     """The client's --help quotes MAX_NAME_BYTES."""
     assert f"at most {protocol.MAX_NAME_BYTES} bytes" in " ".join(client.COMMAND.help().split())
