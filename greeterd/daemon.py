@@ -82,7 +82,11 @@ COMMAND = cli.Command(
         (EX_OK, "stopped by SIGTERM or after --exit-idle-time"),
         (cli.EX_USAGE, "bad command line"),
         (EX_CANTCREAT, "cannot bind --socket (in use, not a socket, no permission)"),
-        (EX_CONFIG, "systemd passed a socket greeterd cannot serve, or a bad WATCHDOG_USEC"),
+        (cli.EX_IOERR, "--help or --version could not be written to standard output"),
+        (
+            EX_CONFIG,
+            "systemd passed a socket greeterd cannot serve, or a bad LISTEN_FDS or WATCHDOG_USEC",
+        ),
     ],
 )
 
