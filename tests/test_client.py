@@ -447,16 +447,26 @@ def test_without_a_terminal_one_line_is_read_from_stdin(scripted, stdin, status)
     assert b"Traceback" not in done.stderr
 
 
-def test_a_closed_standard_input_is_no_name(sock_dir):
-    """Started with fd 0 closed (sys.stdin is None), the client says so: no traceback."""
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$0" --socket "$1" 0<&-', GREETER_CLIENT, str(sock_dir / "x.sock")],
+def client_with(redirection: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """greeter-client ARGS run under a shell redirection of its own (``0<&-``, ``>&-``)."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$@" {redirection}', "sh", GREETER_CLIENT, *args],
         capture_output=True,
         timeout=20,
         check=False,
     )
+
+
+@pytest.mark.parametrize(
+    ("redirection", "message"),
+    [("0<&-", b"standard input is closed"), ("0>/dev/null", b"cannot read a name")],
+    ids=["closed", "open for writing only"],
+)
+def test_a_standard_input_without_a_name_to_read_is_no_name(sock_dir, redirection, message):
+    """fd 0 closed (sys.stdin is None) or unreadable (EBADF): one line, EX_NOINPUT."""
+    done = client_with(redirection, "--socket", str(sock_dir / "x.sock"))
     assert done.returncode == client.EX_NOINPUT, done.stderr
-    assert b"standard input is closed" in done.stderr
+    assert message in done.stderr
     assert b"Traceback" not in done.stderr
 
 
@@ -467,11 +477,9 @@ def test_a_greeting_that_cannot_be_printed_is_one_line_and_74(scripted, stdout):
     """Standard output closed, its reader gone (EPIPE) or a full disk: one line on standard
     error and EX_IOERR, not a traceback."""
     server = scripted("Hello, Zoë\n".encode())
-    argv = [GREETER_CLIENT, "--socket", str(server.path), "--name", "Zoë"]
+    args = ["--socket", str(server.path), "--name", "Zoë"]
     if stdout == "closed":
-        done = subprocess.run(
-            ["sh", "-c", 'exec "$@" >&-', "sh", *argv], capture_output=True, timeout=20, check=False
-        )
+        done = client_with(">&-", *args)
     else:
         with contextlib.ExitStack() as stack:
             if stdout == "/dev/full":
@@ -481,7 +489,11 @@ def test_a_greeting_that_cannot_be_printed_is_one_line_and_74(scripted, stdout):
                 os.close(read_end)
                 target = stack.enter_context(os.fdopen(write_end, "wb"))
             done = subprocess.run(
-                argv, stdout=target, stderr=subprocess.PIPE, timeout=20, check=False
+                [GREETER_CLIENT, *args],
+                stdout=target,
+                stderr=subprocess.PIPE,
+                timeout=20,
+                check=False,
             )
     assert done.returncode == client.EX_IOERR, done.stderr
     assert b"greeter-client: cannot print the greeting" in done.stderr
@@ -489,27 +501,9 @@ def test_a_greeting_that_cannot_be_printed_is_one_line_and_74(scripted, stdout):
 
 
 def test_help_with_standard_output_closed_is_one_line_and_74():
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$0" --help >&-', GREETER_CLIENT],
-        capture_output=True,
-        timeout=20,
-        check=False,
-    )
+    done = client_with(">&-", "--help")
     assert done.returncode == client.EX_IOERR
     assert done.stderr == b"greeter-client: cannot write to standard output: it is closed\n"
-
-
-def test_standard_input_open_only_for_writing_is_no_name(sock_dir):
-    """0>/dev/null: reading fails (EBADF); the client says so and exits EX_NOINPUT."""
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$0" --socket "$1" 0>/dev/null', GREETER_CLIENT, str(sock_dir / "x")],
-        capture_output=True,
-        timeout=20,
-        check=False,
-    )
-    assert done.returncode == client.EX_NOINPUT, done.stderr
-    assert b"cannot read a name" in done.stderr
-    assert b"Traceback" not in done.stderr
 
 
 def test_protocol_limit_in_help_is_the_constant():
