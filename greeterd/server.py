@@ -79,11 +79,11 @@ STATUS_INTERVAL = 1.0
 #: extend it.
 VARLINK_IDLE_TIMEOUT = 10.0
 
-#: Reads all Varlink connections get in all at a stop, to answer the calls they sent before
-#: it: 64 of sessions.VARLINK_READ_BYTES (1 MiB, about a quarter second of parsing here) cover
-#: the connections accepted in the stopping wake-up and the rest of any read, and keep the
-#: stop well inside the unit's TimeoutStopSec however much clients queued (the calls past
-#: it are not answered: their connections are closed, as at any stop).
+#: Reads that bring whole calls, in all, that Varlink connections get at a stop to answer the
+#: calls they sent before it: 64 of sessions.VARLINK_READ_BYTES (1 MiB, about a quarter
+#: second of parsing here) cover the connections accepted in the stopping wake-up and the rest
+#: of any read, and keep the stop well inside the unit's TimeoutStopSec however much clients
+#: queued (calls past it are not answered: their connections are closed, as at any stop).
 STOP_READS = 64
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -515,12 +515,13 @@ class Server:
 
     def _answer_what_arrived(self, fd: int, reads: int) -> int:
         """Read a Varlink connection, answering each call, until a read brings no whole call
-        (nothing more was sent, or only part of one) or ``reads`` are made; return how many
-        were made."""
+        (nothing more was sent, or only part of one) or ``reads`` reads have brought some;
+        return how many did. Only those count against the stop's budget, so that idle
+        connections cannot use it up before the one that sent a call."""
         assert self._sessions is not None
-        for made in range(1, reads + 1):
+        for answered in range(reads):
             if not self._sessions.converse(fd):  # None (over) or 0 (nothing whole)
-                return made
+                return answered
         return reads
 
     def _end_session(self, fd: int) -> None:

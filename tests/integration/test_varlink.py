@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from greeterd import __version__, varlink
+from greeterd.server import STOP_READS
 from greeterd.sessions import VARLINK_READ_BYTES
 from tests.stdlib_helpers import reachable
 from tests.support import (
@@ -189,15 +190,19 @@ def padded_call(size: int) -> bytes:
 def test_sigterm_answers_the_calls_sent_before_it():
     """Calls that arrived whole before SIGTERM are answered before greeterd closes their
     connections: the rest of what one read of VARLINK_READ_BYTES left in a socket, and a call
-    on a connection accepted in the same wake-up as the signal, not read yet. greeterd is
-    stopped (SIGSTOP) while they are sent, so both are there when it wakes."""
+    on a connection accepted in the same wake-up as the signal, not read yet, after more idle
+    connections than the stop's budget has reads (they must not use it up). greeterd is
+    stopped (SIGSTOP) while the calls are sent, so both are there when it wakes."""
     directory = short_temp_dir()
     activated = Activated(directory, flags=("--fdname=varlink",))
+    idle: list[socket.socket] = []
     try:
         with connect(activated.path) as early:
             early.sendall(varlink_call(GREET, name="warm"))
             varlink_replies(early, 1)  # greeterd runs, and waits for this one's next call
             pid = activated.process.pid
+            idle += [connect(activated.path) for _ in range(STOP_READS + 36)]
+            wait_for(lambda: open_fds(pid) > len(idle), what="the idle connections accepted")
             os.kill(pid, signal.SIGSTOP)
             try:
                 # The first call ends just inside the first read; the second straddles it.
@@ -215,6 +220,8 @@ def test_sigterm_answers_the_calls_sent_before_it():
                 assert varlink_replies(late, 1) == [{"parameters": {"greeting": "Hello, late"}}]
         assert activated.process.wait(10) == 0
     finally:
+        for sock in idle:
+            sock.close()
         activated.kill()
         remove_tree(directory)
 
