@@ -125,10 +125,10 @@ class Command:
             problem = write_out(done.text)
             if problem is None:
                 return 0
-            sys.stderr.write(f"{self.prog}: cannot write to standard output: {problem}\n")
+            write_err(f"{self.prog}: cannot write to standard output: {problem}")
             return EX_IOERR
         except UsageError as error:
-            sys.stderr.write(f"{self.prog}: {error}\n")
+            write_err(f"{self.prog}: {error}")
             return EX_USAGE
         return None
 
@@ -196,11 +196,33 @@ def write_out(text: str) -> str | None:
         stream.write(text)
         stream.flush()
     except OSError as error:
-        import os  # noqa: PLC0415 (only after a failed write)
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        _discard_standard_output()
         return error.strerror or str(error)
     return None
+
+
+def _discard_standard_output() -> None:
+    """Point fd 1 at /dev/null (best effort), so that the flush at exit finds a place to go."""
+    import os  # noqa: PLC0415 (only after a failed write)
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    os.dup2(null, 1)
+    os.close(null)
+
+
+def write_err(line: str) -> None:
+    """Write one line to standard error, if there is one to write to: started with fd 2
+    closed, the exit status is all a program can say."""
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def choice(*allowed: str) -> Callable[[str], str]:

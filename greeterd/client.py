@@ -127,13 +127,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             request = _request(_read_name(settings.name))
             greeting = exchange(settings.socket, request, settings.timeout, settings.socket_type)
     except Failure as failure:
-        sys.stderr.write(f"greeter-client: {failure}\n")
+        cli.write_err(f"greeter-client: {failure}")
         return failure.status
     if sys.stdout is not None:
         sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     problem = cli.write_out(greeting + "\n")
     if problem is not None:
-        sys.stderr.write(f"greeter-client: cannot print the greeting: {problem}\n")
+        cli.write_err(f"greeter-client: cannot print the greeting: {problem}")
         return EX_IOERR
     return EX_OK
 
@@ -186,13 +186,18 @@ def _read_name(given: str | None) -> str:
 
 
 def _read_from_stdin() -> str:
-    if sys.stdin.isatty():
-        try:
-            return input(PROMPT)
-        except EOFError:
-            sys.stdout.write("\n")
-            raise Failure("no name given", EX_NOINPUT) from None
+    """One line, after the prompt on a terminal. Not input(): it writes the prompt and reads in
+    one call, so a failing standard output would pass for a failing input, and a closed one
+    raises RuntimeError."""
+    on_terminal = sys.stdin.isatty()
+    if on_terminal:
+        problem = cli.write_out(PROMPT)
+        if problem is not None:
+            raise Failure(f"cannot show the prompt: {problem}", EX_IOERR)
     line = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES)
+    if not line and on_terminal:
+        cli.write_out("\n")  # end the prompt's line, as the shell expects after Ctrl-D
+        raise Failure("no name given", EX_NOINPUT)
     if not line:
         raise Failure("no name on standard input", EX_NOINPUT)
     # Keep the bytes exact (surrogate escapes), so the check below sees what would be sent.

@@ -220,7 +220,8 @@ def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        time.sleep(0.3)
+        # Stopped while it waits between two tries (or, before, inside connect()).
+        wait_for_wchan(waiting.pid, {"hrtimer_nanosleep", "unix_wait_for_peer"})
         waiting.send_signal(signal.SIGSTOP)
         time.sleep(0.3)
         waiting.send_signal(signal.SIGCONT)
@@ -233,6 +234,14 @@ def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
             conn.sendall("Hello, Zoë\n".encode())
         out, err = waiting.communicate(timeout=10)
     assert (waiting.returncode, out) == (client.EX_OK, "Hello, Zoë\n".encode()), err
+
+
+def wait_for_wchan(pid: int, functions: set[str], timeout: float = 10.0) -> None:
+    """Wait until process ``pid`` sleeps in one of these kernel functions."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}/wchan").read_text() not in functions:
+        assert time.monotonic() < deadline, f"process {pid} never slept in {functions}"
+        time.sleep(0.005)
 
 
 def test_a_backlog_that_stays_full_times_out(sock_dir, capsys):
@@ -332,9 +341,15 @@ def test_version_and_help_exit_zero(capsys):
 class Terminal:
     """greeter-client on a real pseudo-terminal, as a user at a shell would run it."""
 
-    def __init__(self, *argv: str) -> None:
+    def __init__(self, *argv: str, stdout: str = "the terminal") -> None:
+        """``stdout`` "closed", or a file to write to, takes standard output off the
+        terminal (standard input and error stay on it)."""
         self.pid, self.master = pty.fork()
         if self.pid == 0:
+            if stdout == "closed":
+                os.close(1)
+            elif stdout != "the terminal":
+                os.dup2(os.open(stdout, os.O_WRONLY), 1)
             os.execv(GREETER_CLIENT, [GREETER_CLIENT, *argv])
         self.output = b""
 
@@ -386,6 +401,16 @@ def test_end_of_input_at_the_prompt_is_no_name(sock_dir):
     terminal.type(b"\x04")
     terminal.read_until(b"no name given")
     assert terminal.exit_status() == client.EX_NOINPUT
+
+
+@pytest.mark.parametrize("stdout", ["closed", "/dev/full"])
+def test_a_prompt_that_cannot_be_shown_is_one_line_and_74(sock_dir, stdout):
+    """On a terminal whose standard output is closed or failing, the prompt cannot be shown:
+    one line and EX_IOERR (input() raised RuntimeError for a closed one, and a failing one
+    passed for unreadable input)."""
+    terminal = Terminal("--socket", str(sock_dir / "unused.sock"), stdout=stdout)
+    assert b"Traceback" not in terminal.read_until(b"cannot show the prompt")
+    assert terminal.exit_status() == client.EX_IOERR
 
 
 @contextlib.contextmanager
@@ -498,6 +523,13 @@ def test_a_greeting_that_cannot_be_printed_is_one_line_and_74(scripted, stdout):
     assert done.returncode == client.EX_IOERR, done.stderr
     assert b"greeter-client: cannot print the greeting" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_with_standard_error_closed_the_exit_status_still_says_what_failed(sock_dir):
+    """Nowhere to write the line (fd 2 closed): no AttributeError, the documented status."""
+    done = client_with("2>&-", "--socket", str(sock_dir / "missing.sock"), "--name", "Zoë")
+    assert done.returncode == client.EX_NOHOST
+    assert client_with(">&- 2>&-", "--help").returncode == client.EX_IOERR
 
 
 def test_help_with_standard_output_closed_is_one_line_and_74():
