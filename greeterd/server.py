@@ -79,12 +79,13 @@ STATUS_INTERVAL = 1.0
 #: extend it.
 VARLINK_IDLE_TIMEOUT = 10.0
 
-#: Reads that bring whole calls, in all, that Varlink connections get at a stop to answer the
-#: calls they sent before it: 64 of sessions.VARLINK_READ_BYTES (1 MiB, about a quarter
-#: second of parsing here) cover the connections accepted in the stopping wake-up and the rest
-#: of any read, and keep the stop well inside the unit's TimeoutStopSec however much clients
-#: queued (calls past it are not answered: their connections are closed, as at any stop).
-STOP_READS = 64
+#: Bytes Varlink connections may send, in all, that a stop still reads to answer the calls
+#: sent before it: 1 MiB (about a quarter second of parsing here; the last read may pass it by
+#: up to sessions.VARLINK_READ_BYTES) covers the connections accepted in the stopping wake-up
+#: and the rest of any read, and keeps the stop well inside the unit's TimeoutStopSec however
+#: much clients queued. Calls past it are not answered: their connections are closed, as at
+#: any stop.
+STOP_READ_BYTES = 1024 * 1024
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
@@ -242,13 +243,13 @@ class Server:
         self._watch(self._datagram_socks, False)
         # Varlink connections end now: an idle one would hold the drain for up to
         # VARLINK_IDLE_TIMEOUT (clients reconnect, and systemd starts the next instance). First
-        # the calls they already sent are answered, within STOP_READS reads in all: one
+        # the calls they already sent are answered, within STOP_READ_BYTES read in all: one
         # accepted in this wake-up has not been read yet, and a read takes at most
         # VARLINK_READ_BYTES.
         if self._sessions is not None:
-            reads_left = STOP_READS
+            budget_end = self._sessions.bytes_read + STOP_READ_BYTES
             for fd in self._sessions.fds():
-                reads_left -= self._answer_what_arrived(fd, reads_left)
+                self._answer_what_arrived(fd, budget_end)
                 self._end_session(fd)
         self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
         self.log.info(f"stopping ({why}): {self.status()}")
@@ -513,16 +514,14 @@ class Server:
             self._waiting.renew(fd, now + self.varlink_idle_timeout, _VARLINK_IDLE_LANE)
             self._timers.activity(now)
 
-    def _answer_what_arrived(self, fd: int, reads: int) -> int:
+    def _answer_what_arrived(self, fd: int, budget_end: int) -> None:
         """Read a Varlink connection, answering each call, until a read brings no whole call
-        (nothing more was sent, or only part of one) or ``reads`` reads have brought some;
-        return how many did. Only those count against the stop's budget, so that idle
-        connections cannot use it up before the one that sent a call."""
+        (nothing more was sent, or only part of one) or the stop's budget is spent: reads
+        that find nothing cost nothing, so idle connections cannot use it up."""
         assert self._sessions is not None
-        for answered in range(reads):
+        while self._sessions.bytes_read < budget_end:
             if not self._sessions.converse(fd):  # None (over) or 0 (nothing whole)
-                return answered
-        return reads
+                return
 
     def _end_session(self, fd: int) -> None:
         assert self._sessions is not None

@@ -29,6 +29,8 @@ class VarlinkSessions:
     def __init__(self, tally: Tally) -> None:
         self._connections: dict[int, varlink.Connection] = {}
         self._tally = tally
+        #: Bytes read from every connection so far: what a stop measures its budget in.
+        self.bytes_read = 0
 
     def __contains__(self, fd: int) -> bool:
         return fd in self._connections
@@ -60,6 +62,7 @@ class VarlinkSessions:
             data = b""  # reset: the same as leaving
         if not data:  # the client left: nothing owed
             return None
+        self.bytes_read += len(data)
         connection = self._connections[fd]
         received = connection.receive(data)
         self._tally.greeted += received.greeted
