@@ -205,7 +205,10 @@ def _remove_stale_socket(path: str) -> None:
     try:
         probe.connect(path)
     except ConnectionRefusedError:
-        os.unlink(path)  # nobody listens: left behind by a server that died
+        try:
+            os.unlink(path)  # nobody listens: left behind by a server that died
+        except OSError as error:  # a directory greeterd may not write to
+            raise ActivationError(f"cannot remove stale {path}: {error.strerror}") from None
         return
     except BlockingIOError:
         pass

@@ -213,16 +213,24 @@ def _discard_standard_output() -> None:
     os.close(null)
 
 
-def write_err(line: str) -> None:
-    """Write one line to standard error, if there is one to write to: started with fd 2
-    closed, the exit status is all a program can say."""
+def write_err(text: str, end: str = "\n") -> None:
+    """Write a line (or a prompt, with ``end=""``) to standard error, if there is one to
+    write to: started with fd 2 closed, the exit status is all a program can say."""
     if sys.stderr is None:
         return
     try:
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(text + end)
         sys.stderr.flush()
     except OSError:
         pass
+
+
+def path(text: str) -> str:
+    """A socket path: an empty one would make connect() fail with EINVAL, and bind() autobind
+    an abstract address."""
+    if not text:
+        raise ValueError("the path is empty")
+    return text
 
 
 def choice(*allowed: str) -> Callable[[str], str]:

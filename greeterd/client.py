@@ -72,6 +72,7 @@ COMMAND = cli.Command(
             f"$XDG_RUNTIME_DIR/{USER_SOCKET} if it exists (your own, from systemctl --user "
             f"start greeter.socket), else {protocol.DEFAULT_SOCKET}",
             metavar="PATH",
+            convert=cli.path,
         ),
         cli.Option(
             "--socket-type",
@@ -126,16 +127,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         with _interrupt_kills():
             request = _request(_read_name(settings.name))
             greeting = exchange(settings.socket, request, settings.timeout, settings.socket_type)
+            _print(greeting)
     except Failure as failure:
         cli.write_err(f"greeter-client: {failure}")
         return failure.status
+    return EX_OK
+
+
+def _print(greeting: str) -> None:
     if sys.stdout is not None:
         sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     problem = cli.write_out(greeting + "\n")
     if problem is not None:
-        cli.write_err(f"greeter-client: cannot print the greeting: {problem}")
-        return EX_IOERR
-    return EX_OK
+        raise Failure(f"cannot print the greeting: {problem}", EX_IOERR)
 
 
 def default_socket(environ: Mapping[str, str]) -> str:
@@ -186,22 +190,28 @@ def _read_name(given: str | None) -> str:
 
 
 def _read_from_stdin() -> str:
-    """One line, after the prompt on a terminal. Not input(): it writes the prompt and reads in
-    one call, so a failing standard output would pass for a failing input, and a closed one
-    raises RuntimeError."""
-    on_terminal = sys.stdin.isatty()
-    if on_terminal:
-        problem = cli.write_out(PROMPT)
-        if problem is not None:
-            raise Failure(f"cannot show the prompt: {problem}", EX_IOERR)
-    line = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES)
-    if not line and on_terminal:
-        cli.write_out("\n")  # end the prompt's line, as the shell expects after Ctrl-D
-        raise Failure("no name given", EX_NOINPUT)
+    """One line of standard input; on a terminal, after the prompt, the whole typed line."""
+    if not sys.stdin.isatty():
+        line = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES)
+        if not line:
+            raise Failure("no name on standard input", EX_NOINPUT)
+        return _decoded(line, "utf-8")
+    # The prompt goes to standard error, as shells' own prompts do, so that the greeting alone
+    # is standard output (greeter-client > file, $(greeter-client)).
+    cli.write_err(PROMPT, end="")
+    # All of the line, however long (a terminal holds at most 4 KiB of one): what is left
+    # unread would reach the shell as a command once the client exits.
+    line = sys.stdin.buffer.readline()
     if not line:
-        raise Failure("no name on standard input", EX_NOINPUT)
-    # Keep the bytes exact (surrogate escapes), so the check below sees what would be sent.
-    return line.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", "surrogateescape")
+        cli.write_err("")  # end the prompt's line, as the shell expects after Ctrl-D
+        raise Failure("no name given", EX_NOINPUT)
+    return _decoded(line, sys.stdin.encoding)  # typed in the terminal's encoding
+
+
+def _decoded(line: bytes, encoding: str) -> str:
+    """The line without its ending. Bytes the encoding cannot read stay as surrogate escapes,
+    so the name's check refuses them as invalid UTF-8 instead of sending something else."""
+    return line.removesuffix(b"\n").removesuffix(b"\r").decode(encoding, "surrogateescape")
 
 
 def _request(name: str) -> bytes:

@@ -46,6 +46,7 @@ COMMAND = cli.Command(
             "socket to bind when systemd passes none (when it does, this is ignored); "
             f"default {protocol.DEFAULT_SOCKET}",
             metavar="PATH",
+            convert=cli.path,
         ),
         cli.Option(
             "--exit-idle-time",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import greeterd
-from greeterd import client, protocol
+from greeterd import cli, client, protocol
 from tests.support import GREETER_CLIENT
 
 
@@ -147,6 +147,13 @@ def test_a_missing_socket_says_how_to_start_the_service(sock_dir, capsys):
     assert "systemctl start greeter.socket" in err
     assert "systemctl --user start greeter.socket" in err
     assert "Traceback" not in err
+
+
+def test_an_empty_socket_path_is_a_usage_error(capsys):
+    """--socket '' is a mistake on the command line (it was a connection that broke, 74)."""
+    status, _, err = run(capsys, "--socket", "", "--name", "Zoë")
+    assert status == cli.EX_USAGE
+    assert "--socket: the path is empty" in err
 
 
 def test_a_socket_nobody_listens_on_is_connection_refused(sock_dir, capsys):
@@ -341,16 +348,26 @@ def test_version_and_help_exit_zero(capsys):
 class Terminal:
     """greeter-client on a real pseudo-terminal, as a user at a shell would run it."""
 
-    def __init__(self, *argv: str, stdout: str = "the terminal") -> None:
+    def __init__(
+        self,
+        *argv: str,
+        stdout: str = "the terminal",
+        then: str | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
         """``stdout`` "closed", or a file to write to, takes standard output off the
-        terminal (standard input and error stay on it)."""
+        terminal (standard input and error stay on it). ``then`` is shell code run on the
+        same terminal once the client exits, as the user's shell would run the next command."""
         self.pid, self.master = pty.fork()
         if self.pid == 0:
             if stdout == "closed":
                 os.close(1)
             elif stdout != "the terminal":
-                os.dup2(os.open(stdout, os.O_WRONLY), 1)
-            os.execv(GREETER_CLIENT, [GREETER_CLIENT, *argv])
+                os.dup2(os.open(stdout, os.O_WRONLY | os.O_CREAT, 0o600), 1)
+            command = [GREETER_CLIENT, *argv]
+            if then is not None:
+                command = ["sh", "-c", f'"$0" "$@"; {then}', *command]
+            os.execve(command[0] if then is None else "/bin/sh", command, environ or os.environ)
         self.output = b""
 
     def read_until(self, text: bytes, timeout: float = 10.0) -> bytes:
@@ -403,14 +420,53 @@ def test_end_of_input_at_the_prompt_is_no_name(sock_dir):
     assert terminal.exit_status() == client.EX_NOINPUT
 
 
+def test_on_a_terminal_the_prompt_goes_to_standard_error(scripted, sock_dir):
+    """greeter-client > file: the prompt is on the terminal, the file holds the greeting only."""
+    server = scripted("Hello, Zoë\n".encode())
+    output = sock_dir / "out.txt"
+    terminal = Terminal("--socket", str(server.path), stdout=str(output))
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type("Zoë\n".encode())
+    assert terminal.exit_status() == client.EX_OK
+    assert output.read_bytes() == "Hello, Zoë\n".encode()
+
+
 @pytest.mark.parametrize("stdout", ["closed", "/dev/full"])
-def test_a_prompt_that_cannot_be_shown_is_one_line_and_74(sock_dir, stdout):
-    """On a terminal whose standard output is closed or failing, the prompt cannot be shown:
-    one line and EX_IOERR (input() raised RuntimeError for a closed one, and a failing one
-    passed for unreadable input)."""
-    terminal = Terminal("--socket", str(sock_dir / "unused.sock"), stdout=stdout)
-    assert b"Traceback" not in terminal.read_until(b"cannot show the prompt")
+def test_a_greeting_the_terminal_user_cannot_be_shown_is_one_line_and_74(scripted, stdout):
+    """Standard output closed or failing while standard input is a terminal: the name is asked
+    for and sent, then the greeting cannot be printed: one line and EX_IOERR (input() raised
+    RuntimeError for a closed one, and a failing one passed for unreadable input)."""
+    server = scripted("Hello, Zoë\n".encode())
+    terminal = Terminal("--socket", str(server.path), stdout=stdout)
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type("Zoë\n".encode())
+    assert b"Traceback" not in terminal.read_until(b"cannot print the greeting")
     assert terminal.exit_status() == client.EX_IOERR
+
+
+def test_a_long_line_typed_at_the_prompt_is_read_whole(sock_dir):
+    """A line longer than any name is refused, and read to its end: nothing of it is left on
+    the terminal for the shell to run once the client exits."""
+    terminal = Terminal(
+        "--socket", str(sock_dir / "unused.sock"), then='read -r left; echo "[left: $left]"'
+    )
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type(b"a" * 3000 + b"; echo INJECTED\n")
+    terminal.read_until(b"name longer than")
+    terminal.type(b"nothing\n")  # what the shell reads next: what the user types now
+    assert b"[left: nothing]" in terminal.read_until(b"[left: ")
+    terminal.exit_status()
+
+
+def test_a_name_is_read_in_the_terminals_encoding(scripted):
+    """On a Latin-1 terminal "Zoë" arrives as b"Zo\\xeb": it is sent as UTF-8, not refused."""
+    server = scripted("Hello, Zoë\n".encode())
+    environ = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    terminal = Terminal("--socket", str(server.path), environ=environ)
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type(b"Zo\xeb\n")
+    assert terminal.exit_status() == client.EX_OK
+    assert server.received == "Zoë\n".encode()
 
 
 @contextlib.contextmanager
