@@ -199,19 +199,46 @@ def _read_from_stdin() -> str:
     # The prompt goes to standard error, as shells' own prompts do, so that the greeting alone
     # is standard output (greeter-client > file, $(greeter-client)).
     cli.write_err(PROMPT, end="")
-    # All of the line, however long (a terminal holds at most 4 KiB of one): what is left
-    # unread would reach the shell as a command once the client exits.
-    line = sys.stdin.buffer.readline()
+    line = _read_typed_line()
     if not line:
         cli.write_err("")  # end the prompt's line, as the shell expects after Ctrl-D
         raise Failure("no name given", EX_NOINPUT)
-    return _decoded(line, sys.stdin.encoding)  # typed in the terminal's encoding
+    return _decoded(line, _typed_encoding())
+
+
+def _read_typed_line() -> bytes:
+    """The typed line's first MAX_REQUEST_BYTES + 1 bytes (enough to refuse a longer one),
+    with the rest read and dropped: what is left unread would reach the shell as a command
+    once the client exits. Memory stays bounded even on a terminal not in line mode."""
+    line = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES + 1)
+    rest = line
+    while rest and not rest.endswith(b"\n"):
+        rest = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES)
+    return line
+
+
+def _typed_encoding() -> str:
+    """The terminal's encoding (Latin-1 sends "ë" as one byte), where it is one a terminal can
+    have: one that reads ASCII as ASCII. UTF-16, UTF-7 and the like give way to UTF-8."""
+    encoding = sys.stdin.encoding
+    try:
+        ascii_compatible = _PRINTABLE_ASCII.decode(encoding) == _PRINTABLE_ASCII.decode()
+    except (UnicodeError, LookupError):
+        ascii_compatible = False
+    return encoding if ascii_compatible else "utf-8"
+
+
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
 def _decoded(line: bytes, encoding: str) -> str:
     """The line without its ending. Bytes the encoding cannot read stay as surrogate escapes,
     so the name's check refuses them as invalid UTF-8 instead of sending something else."""
-    return line.removesuffix(b"\n").removesuffix(b"\r").decode(encoding, "surrogateescape")
+    text = line.removesuffix(b"\n").removesuffix(b"\r")
+    try:
+        return text.decode(encoding, "surrogateescape")
+    except UnicodeError:  # a stateful encoding (ISO-2022) meeting what it cannot escape
+        return text.decode("utf-8", "surrogateescape")
 
 
 def _request(name: str) -> bytes:

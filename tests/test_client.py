@@ -353,11 +353,13 @@ class Terminal:
         *argv: str,
         stdout: str = "the terminal",
         then: str | None = None,
+        before: str | None = None,
         environ: dict[str, str] | None = None,
     ) -> None:
         """``stdout`` "closed", or a file to write to, takes standard output off the
         terminal (standard input and error stay on it). ``then`` is shell code run on the
-        same terminal once the client exits, as the user's shell would run the next command."""
+        same terminal once the client exits, as the user's shell would run the next command;
+        ``before``, shell code run on it first (stty)."""
         self.pid, self.master = pty.fork()
         if self.pid == 0:
             if stdout == "closed":
@@ -365,9 +367,10 @@ class Terminal:
             elif stdout != "the terminal":
                 os.dup2(os.open(stdout, os.O_WRONLY | os.O_CREAT, 0o600), 1)
             command = [GREETER_CLIENT, *argv]
-            if then is not None:
-                command = ["sh", "-c", f'"$0" "$@"; {then}', *command]
-            os.execve(command[0] if then is None else "/bin/sh", command, environ or os.environ)
+            if then is not None or before is not None:
+                script = f"{before or ':'}; " + (f'"$0" "$@"; {then}' if then else 'exec "$0" "$@"')
+                command = ["/bin/sh", "-c", script, *command]
+            os.execve(command[0], command, environ or os.environ)
         self.output = b""
 
     def read_until(self, text: bytes, timeout: float = 10.0) -> bytes:
@@ -444,6 +447,18 @@ def test_a_greeting_the_terminal_user_cannot_be_shown_is_one_line_and_74(scripte
     assert terminal.exit_status() == client.EX_IOERR
 
 
+def test_a_line_without_end_on_a_terminal_not_in_line_mode_is_refused(sock_dir):
+    """stty -icanon: the terminal passes bytes as they come, and an endless line would be read
+    into memory whole; the client keeps the first MAX_REQUEST_BYTES + 1 and refuses it."""
+    terminal = Terminal(
+        "--socket", str(sock_dir / "unused.sock"), before="stty -icanon -echo min 1 time 0"
+    )
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type(b"a" * 100_000 + b"\n")
+    terminal.read_until(b"name longer than")
+    assert terminal.exit_status() == client.EX_DATAERR
+
+
 def test_a_long_line_typed_at_the_prompt_is_read_whole(sock_dir):
     """A line longer than any name is refused, and read to its end: nothing of it is left on
     the terminal for the shell to run once the client exits."""
@@ -458,14 +473,24 @@ def test_a_long_line_typed_at_the_prompt_is_read_whole(sock_dir):
     terminal.exit_status()
 
 
-def test_a_name_is_read_in_the_terminals_encoding(scripted):
-    """On a Latin-1 terminal "Zoë" arrives as b"Zo\\xeb": it is sent as UTF-8, not refused."""
+@pytest.mark.parametrize(
+    ("encoding", "typed", "prompt"),
+    [
+        ("latin-1", b"Zo\xeb\n", client.PROMPT.encode()),
+        ("utf-16", "Zoë\n".encode(), client.PROMPT.encode("utf-16-le")),
+    ],
+    ids=["Latin-1", "UTF-16, which cannot escape bytes: UTF-8 then"],
+)
+def test_a_name_is_read_in_the_terminals_encoding(scripted, encoding, typed, prompt):
+    """On a Latin-1 terminal "Zoë" arrives as b"Zo\\xeb": it is sent as UTF-8, not refused.
+    An encoding that is not ASCII-compatible cannot have been typed: UTF-8 is read instead
+    (it raised UnicodeDecodeError)."""
     server = scripted("Hello, Zoë\n".encode())
-    environ = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    environ = {**os.environ, "PYTHONIOENCODING": encoding}
     terminal = Terminal("--socket", str(server.path), environ=environ)
-    terminal.read_until(client.PROMPT.encode())
-    terminal.type(b"Zo\xeb\n")
-    assert terminal.exit_status() == client.EX_OK
+    terminal.read_until(prompt)
+    terminal.type(typed)
+    assert terminal.exit_status() == client.EX_OK, terminal.output
     assert server.received == "Zoë\n".encode()
 
 
