@@ -206,15 +206,25 @@ def _read_from_stdin() -> str:
     return _decoded(line, _typed_encoding())
 
 
+#: Typed bytes kept of a line: a name of MAX_REQUEST_BYTES in UTF-8 may take twice as many in
+#: the terminal's encoding (GB18030 writes "ë" in 4 bytes); 4 times leave room for any.
+TYPED_LINE_BYTES = 4 * protocol.MAX_REQUEST_BYTES + 1
+
+
 def _read_typed_line() -> bytes:
-    """The typed line's first MAX_REQUEST_BYTES + 1 bytes (enough to refuse a longer one),
-    with the rest read and dropped: what is left unread would reach the shell as a command
-    once the client exits. Memory stays bounded even on a terminal not in line mode."""
-    line = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES + 1)
-    rest = line
-    while rest and not rest.endswith(b"\n"):
-        rest = sys.stdin.buffer.readline(protocol.MAX_REQUEST_BYTES)
+    """The typed line's first TYPED_LINE_BYTES (enough to refuse a longer name), with the
+    rest read and dropped: what is left unread would reach the shell as a command once the
+    client exits. Memory stays bounded even on a terminal not in line mode. A read shorter
+    than asked, without a newline, is the end of input (Ctrl-D): nothing more to drop."""
+    line = chunk = sys.stdin.buffer.readline(TYPED_LINE_BYTES)
+    asked = TYPED_LINE_BYTES
+    while len(chunk) == asked and not chunk.endswith(b"\n"):
+        asked = _DRAIN_BYTES
+        chunk = sys.stdin.buffer.readline(asked)
     return line
+
+
+_DRAIN_BYTES = 65536
 
 
 def _typed_encoding() -> str:

@@ -447,16 +447,41 @@ def test_a_greeting_the_terminal_user_cannot_be_shown_is_one_line_and_74(scripte
     assert terminal.exit_status() == client.EX_IOERR
 
 
-def test_a_line_without_end_on_a_terminal_not_in_line_mode_is_refused(sock_dir):
-    """stty -icanon: the terminal passes bytes as they come, and an endless line would be read
-    into memory whole; the client keeps the first MAX_REQUEST_BYTES + 1 and refuses it."""
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def test_a_line_without_end_on_a_terminal_not_in_line_mode_takes_no_memory(sock_dir):
+    """stty -icanon: the terminal passes bytes as they come, so a line has no 4 KiB bound.
+    8 MiB typed without a newline leave the client's memory where it was (it read them whole
+    before); the line is refused once it ends."""
     terminal = Terminal(
         "--socket", str(sock_dir / "unused.sock"), before="stty -icanon -echo min 1 time 0"
     )
     terminal.read_until(client.PROMPT.encode())
-    terminal.type(b"a" * 100_000 + b"\n")
+    at_prompt = peak_rss_kib(terminal.pid)
+    for _ in range(128):
+        terminal.type(b"a" * 65536)
+    grown = peak_rss_kib(terminal.pid) - at_prompt
+    terminal.type(b"\n")
     terminal.read_until(b"name longer than")
     assert terminal.exit_status() == client.EX_DATAERR
+    assert grown < 2048, f"peak RSS grew by {grown} KiB while the line arrived"
+
+
+def test_end_of_input_in_the_middle_of_a_line_ends_it(sock_dir):
+    """Ctrl-D after part of a line (twice: the first ends the read, the second the input):
+    the client goes on with what was typed, without waiting for more."""
+    terminal = Terminal("--socket", str(sock_dir / "unused.sock"))
+    terminal.read_until(client.PROMPT.encode())
+    terminal.type(b"abc\x04")
+    time.sleep(0.1)
+    terminal.type(b"\x04")
+    terminal.read_until(b"does not exist")
+    assert terminal.exit_status() == client.EX_NOHOST
 
 
 def test_a_long_line_typed_at_the_prompt_is_read_whole(sock_dir):
@@ -473,25 +498,29 @@ def test_a_long_line_typed_at_the_prompt_is_read_whole(sock_dir):
     terminal.exit_status()
 
 
+LONGEST_NAME = "ë" * (protocol.MAX_NAME_BYTES // 2)  # 1024 bytes in UTF-8
+
+
 @pytest.mark.parametrize(
-    ("encoding", "typed", "prompt"),
+    ("encoding", "name", "prompt"),
     [
-        ("latin-1", b"Zo\xeb\n", client.PROMPT.encode()),
-        ("utf-16", "Zoë\n".encode(), client.PROMPT.encode("utf-16-le")),
+        ("latin-1", "Zoë", client.PROMPT.encode()),
+        ("gb18030", LONGEST_NAME, client.PROMPT.encode()),
+        ("utf-16", "Zoë", client.PROMPT.encode("utf-16-le")),
     ],
-    ids=["Latin-1", "UTF-16, which cannot escape bytes: UTF-8 then"],
+    ids=["Latin-1", "the longest name in GB18030", "UTF-16: UTF-8 then"],
 )
-def test_a_name_is_read_in_the_terminals_encoding(scripted, encoding, typed, prompt):
+def test_a_name_is_read_in_the_terminals_encoding(scripted, encoding, name, prompt):
     """On a Latin-1 terminal "Zoë" arrives as b"Zo\\xeb": it is sent as UTF-8, not refused.
-    An encoding that is not ASCII-compatible cannot have been typed: UTF-8 is read instead
-    (it raised UnicodeDecodeError)."""
+    The longest name fits however many bytes the terminal's encoding takes for it (GB18030:
+    2048). An encoding no terminal has (UTF-16) gives way to UTF-8."""
     server = scripted("Hello, Zoë\n".encode())
     environ = {**os.environ, "PYTHONIOENCODING": encoding}
     terminal = Terminal("--socket", str(server.path), environ=environ)
     terminal.read_until(prompt)
-    terminal.type(typed)
+    terminal.type(f"{name}\n".encode("utf-8" if encoding == "utf-16" else encoding))
     assert terminal.exit_status() == client.EX_OK, terminal.output
-    assert server.received == "Zoë\n".encode()
+    assert server.received == f"{name}\n".encode()
 
 
 @contextlib.contextmanager
