@@ -1,10 +1,12 @@
 """Where greeterd's sockets come from, and what else systemd told it at start.
 
-This is the only module that reads systemd's environment: LISTEN_* (through systemd-python,
-which checks LISTEN_PID and unsets the variables so children do not inherit them),
+This is the only module that reads systemd's environment: LISTEN_* (as sd_listen_fds(3)
+does, which checks LISTEN_PID and unsets the variables so children do not inherit them),
 WATCHDOG_*, NOTIFY_SOCKET and JOURNAL_STREAM. Everything else gets plain values from here.
 
-It uses the C halves of ``socket`` and ``systemd.daemon``, through speedups.py, which says why.
+It uses the C halves of ``socket`` and ``os``, through speedups.py, which says why; for the
+same reason it reads LISTEN_* itself instead of through systemd-python, and
+tests/test_activation.py holds its reading to systemd-python's on the same environments.
 
 An inherited socket belongs to systemd: greeterd validates it and only accept()s on it; it
 never binds, listens, shuts down or unlinks it. Without systemd, greeterd binds a socket of its
@@ -13,15 +15,13 @@ own, and unlinks that path on exit only if it is still the socket it bound.
 
 from __future__ import annotations
 
-import os
 import stat
 
-from greeterd import speedups
-from greeterd.speedups import sockets
+from greeterd.speedups import posix, sockets, unsetenv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, MutableMapping
 
 #: Pending connections the kernel queues for a socket greeterd binds itself. Same as the unit's
 #: Backlog= and the kernel's SOMAXCONN since Linux 5.4: a burst of clients at start-up waits
@@ -42,6 +42,14 @@ LISTENER = "listener"  # a listening stream or seqpacket socket (Accept=no): acc
 DATAGRAM = "datagram"  # a bound datagram socket: one message in, one reply to its sender
 CONNECTION = "connection"  # one accepted client (Accept=yes): serve it, then exit
 VARLINK = "varlink"  # a listening stream socket named "varlink": clients speak Varlink
+
+#: The first fd systemd passes (SD_LISTEN_FDS_START); the others follow it.
+LISTEN_FDS_START = 3
+#: More fds than any process may hold (fs.nr_open, 1048576 unless raised): a LISTEN_FDS above
+#: it is refused before its names are built, where libsystemd stops at the first fd not open.
+MAX_LISTEN_FDS = 1 << 20
+#: The variables sd_listen_fds(3) reads and then unsets.
+LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 #: The fd name systemd gives the connection it passes with Accept=yes.
 CONNECTION_NAME = "connection"
@@ -82,19 +90,50 @@ class Endpoint:
         return f"{kind} {where} ({self.name})"
 
 
-def inherited_endpoints() -> list[Endpoint]:
+def inherited_endpoints(environ: MutableMapping[str, str]) -> list[Endpoint]:
     """Adopt every socket systemd passed, with its name (empty when not socket-activated).
 
-    Raises ActivationError for any passed fd greeterd cannot serve: a unit that hands over the
-    wrong kind of socket is a configuration error to report, not to ignore.
+    The LISTEN_* variables are taken out of ``environ`` and the process's environment, as
+    sd_listen_fds(3) does, so that nothing started later takes the sockets for its own.
+    Raises ActivationError for malformed variables and for any passed fd greeterd cannot
+    serve: a unit that hands over the wrong kind of socket is a configuration error to report,
+    not to ignore.
     """
     try:
-        passed = speedups.listen_fds_with_names()
-    except OSError as error:  # sd_listen_fds(3): LISTEN_FDS not a count, or an fd not open
-        raise ActivationError(
-            f"cannot take the sockets systemd passed (LISTEN_FDS, LISTEN_FDNAMES): {error.strerror}"
-        ) from None
+        passed = listen_fds(environ, posix.getpid())
+    finally:
+        for variable in LISTEN_VARIABLES:
+            environ.pop(variable, None)
+            unsetenv(variable)
     return [adopt(fd, name) for fd, name in passed.items()]
+
+
+def listen_fds(environ: Mapping[str, str], pid: int) -> dict[int, str]:
+    """{fd: name} of the sockets LISTEN_* pass to process ``pid``, read as sd_listen_fds(3)
+    and sd_listen_fds_with_names(3) read them: nothing when LISTEN_PID or LISTEN_FDS is unset
+    or LISTEN_PID names another process; names "unknown" without LISTEN_FDNAMES. Values that
+    are set but malformed, and names not one per fd, raise ActivationError where the C
+    library returns EINVAL. Numbers are taken only as systemd writes them, in ASCII decimal."""
+    owner = environ.get("LISTEN_PID")
+    if owner is None:
+        return {}
+    if not _is_decimal(owner) or int(owner) == 0:
+        raise ActivationError(f"LISTEN_PID={owner!r} is not a process id")
+    if int(owner) != pid:
+        return {}
+    count = environ.get("LISTEN_FDS")
+    if count is None:
+        return {}
+    if not _is_decimal(count) or not 0 < int(count) <= MAX_LISTEN_FDS:
+        raise ActivationError(
+            f"LISTEN_FDS={count!r} is not a count of fds from 1 to {MAX_LISTEN_FDS}"
+        )
+    fds = range(LISTEN_FDS_START, LISTEN_FDS_START + int(count))
+    joined = environ.get("LISTEN_FDNAMES")
+    names = ["unknown"] * len(fds) if joined is None else joined.split(":")
+    if len(names) != len(fds):
+        raise ActivationError(f"LISTEN_FDNAMES={joined!r} names {len(names)} fds, not {count}")
+    return dict(zip(fds, names, strict=True))
 
 
 def adopt(fd: int, name: str) -> Endpoint:
@@ -105,6 +144,7 @@ def adopt(fd: int, name: str) -> Endpoint:
     names it "connection"). Anything else is refused by name.
     """
     try:
+        posix.set_inheritable(fd, False)  # as sd_listen_fds(3) does: no child inherits it
         sock = sockets.socket(fileno=fd)  # detects family and type without a dup()
     except OSError as error:
         raise ActivationError(f"fd {fd} ({name}) is not a socket ({error.strerror})") from None
@@ -163,7 +203,7 @@ class BoundListener:
             raise ActivationError(f"cannot bind {path!r}: not a path in the file system")
         _remove_stale_socket(path)
         self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
-        previous_umask = os.umask(0o777 & ~SOCKET_MODE)  # no window with a wrong mode
+        previous_umask = posix.umask(0o777 & ~SOCKET_MODE)  # no window with a wrong mode
         try:
             self.sock.bind(path)
         except OSError as error:
@@ -171,8 +211,8 @@ class BoundListener:
             # strerror is None for what Python refuses itself ("AF_UNIX path too long").
             raise ActivationError(f"cannot bind {path}: {error.strerror or error}") from None
         finally:
-            os.umask(previous_umask)
-        self._identity = _identity(os.stat(path))
+            posix.umask(previous_umask)
+        self._identity = _identity(posix.stat(path))
         self.sock.listen(BACKLOG)
         self.sock.setblocking(False)
         self.endpoint = Endpoint(self.sock, "bound", LISTENER)
@@ -180,20 +220,20 @@ class BoundListener:
     def close(self) -> None:
         self.sock.close()
         try:
-            if _identity(os.lstat(self.path)) == self._identity:
-                os.unlink(self.path)
+            if _identity(posix.lstat(self.path)) == self._identity:
+                posix.unlink(self.path)
         except FileNotFoundError:
             pass
 
 
-def _identity(status: os.stat_result) -> tuple[int, int]:
+def _identity(status: posix.stat_result) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
 def _remove_stale_socket(path: str) -> None:
     """Unlink ``path`` if it is a socket nobody listens on; refuse anything else in the way."""
     try:
-        status = os.lstat(path)
+        status = posix.lstat(path)
     except FileNotFoundError:
         return
     except OSError as error:
@@ -206,7 +246,7 @@ def _remove_stale_socket(path: str) -> None:
         probe.connect(path)
     except ConnectionRefusedError:
         try:
-            os.unlink(path)  # nobody listens: left behind by a server that died
+            posix.unlink(path)  # nobody listens: left behind by a server that died
         except OSError as error:  # a directory greeterd may not write to
             raise ActivationError(f"cannot remove stale {path}: {error.strerror}") from None
         return
@@ -258,7 +298,7 @@ def stderr_is_journal(environ: Mapping[str, str], stderr_fd: int = 2) -> bool:
     if not (_is_decimal(device) and _is_decimal(inode)):
         return False
     try:
-        status = os.fstat(stderr_fd)
+        status = posix.fstat(stderr_fd)
     except OSError:
         return False
     return (status.st_dev, status.st_ino) == (int(device), int(inode))

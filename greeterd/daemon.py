@@ -1,19 +1,17 @@
 """``greeterd``: take the socket systemd passes (or bind one), tell systemd we are ready, serve.
 
 Only what the first greeting needs is imported before it is sent: no argparse, logging,
-asyncio or typing, and the C halves of socket, signal and systemd.daemon (activation.py says
+asyncio, typing, os or systemd-python, and the C halves of socket and signal (speedups.py says
 why; README, Performance). The sd_notify(3) lifecycle: READY=1 once the socket
 is adopted, STATUS= while serving, STOPPING=1 on SIGTERM or exit-on-idle; exit 0 after a drain.
 """
 
 from __future__ import annotations
 
-import os
-import resource
 import sys
 
 from greeterd import __version__, activation, cli, folding, log, outlets, protocol, server
-from greeterd.speedups import signals
+from greeterd.speedups import environment, posix, signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,17 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = COMMAND.parse_or_exit(argv, settings)
     if status is not None:
         return status
-    to_journal = activation.stderr_is_journal(os.environ)
+    environ = environment()
+    to_journal = activation.stderr_is_journal(environ)
     outlet = outlets.JournalOutlet() if to_journal else outlets.StreamOutlet()
     logger = log.Log(log.LEVELS[settings.log_level], outlet)
     try:
-        inherited = activation.inherited_endpoints()
-        watchdog = activation.watchdog_interval(os.environ, os.getpid())
+        inherited = activation.inherited_endpoints(environ)
+        watchdog = activation.watchdog_interval(environ, posix.getpid())
     except activation.ActivationError as error:
         logger.error(f"cannot start: {error}")
         return EX_CONFIG
+    notify_address = activation.notify_address(environ)
     if inherited:
-        return _serve(inherited, settings.exit_idle_time, watchdog, logger)
+        return _serve(inherited, settings.exit_idle_time, watchdog, notify_address, logger)
     try:
         bound = activation.BoundListener(settings.socket)
     except activation.ActivationError as error:
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CANTCREAT
     try:
         # Nobody would start greeterd again after an idle exit, so it never exits on idle here.
-        return _serve([bound.endpoint], 0.0, watchdog, logger)
+        return _serve([bound.endpoint], 0.0, watchdog, notify_address, logger)
     finally:
         bound.close()
 
@@ -124,22 +124,24 @@ def _serve(
     endpoints: Sequence[activation.Endpoint],
     exit_idle_time: float,
     watchdog: float | None,
+    notify_address: str | None,
     logger: log.Log,
 ) -> int:
-    if any(e.kind != activation.CONNECTION for e in endpoints):
-        _raise_fd_limit(logger)  # not for Accept=yes: that process serves one client
-    notify = outlets.Notifier(activation.notify_address(os.environ))
+    notify = outlets.Notifier(notify_address)
     greeter = server.Server(
         endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )
-    read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    read_fd, write_fd = posix.pipe2(posix.O_NONBLOCK | posix.O_CLOEXEC)
     signals.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for signum in server.STOP_SIGNALS:
         signals.signal(signum, _wake_loop)
     greeter.watch_wakeup_fd(read_fd)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
     notify(f"READY=1\nSTATUS=Greeting on {where}")
-    greeter.run()
+    if all(endpoint.kind == activation.CONNECTION for endpoint in endpoints):
+        greeter.run()  # Accept=yes: this process serves one client, with fds to spare
+    else:
+        greeter.run(then=lambda: _raise_fd_limit(logger))
     notify.close()
     return EX_OK
 
@@ -151,7 +153,12 @@ def _raise_fd_limit(logger: log.Log) -> None:
     limit, and expects programs that use epoll to raise it themselves. Where even the hard limit
     is low, or a seccomp filter forbids setrlimit(), greeterd runs with what it has: past the
     limit, accept() fails with EMFILE and the server backs off until clients leave.
+
+    It runs once the clients that woke greeterd are served: they need not wait for the
+    import of ``resource`` (an extension module, loaded from disk).
     """
+    import resource  # noqa: PLC0415 (after the first greetings: README, Performance)
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= hard:
         return

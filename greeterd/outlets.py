@@ -12,12 +12,11 @@ caller counts it and moves on (log.py reports the count), never retrying in a lo
 from __future__ import annotations
 
 import errno
-import os
 import select
 import stat
 
 from greeterd.speedups import notify as blocking_notify
-from greeterd.speedups import sockets
+from greeterd.speedups import posix, sockets
 
 #: Where journald reads native-protocol entries (systemd's "Native Journal Protocol").
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -99,11 +98,13 @@ class JournalOutlet(DatagramOutlet):
         import fcntl  # noqa: PLC0415 (never needed for greeterd's own lines)
 
         try:
-            memfd = os.memfd_create("greeterd-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            memfd = posix.memfd_create(
+                "greeterd-journal", posix.MFD_CLOEXEC | posix.MFD_ALLOW_SEALING
+            )
         except OSError:
             return False
         try:
-            os.write(memfd, data)
+            posix.write(memfd, data)
             seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
             fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, seals)
             rights = [(sockets.SOL_SOCKET, sockets.SCM_RIGHTS, memfd.to_bytes(4, "little"))]
@@ -111,7 +112,7 @@ class JournalOutlet(DatagramOutlet):
         except OSError:
             return False
         finally:
-            os.close(memfd)
+            posix.close(memfd)
         return True
 
 
@@ -133,15 +134,16 @@ class StreamOutlet:
         self._own_fd: int | None = None
         self._poll_first = False
         try:
-            mode = os.fstat(fd).st_mode
+            mode = posix.fstat(fd).st_mode
         except OSError:
             return  # no standard error: every write fails and is counted
         if stat.S_ISSOCK(mode):
-            self._socket = sockets.socket(fileno=os.dup(fd))
+            self._socket = sockets.socket(fileno=posix.dup(fd))
         elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
             try:
-                self._own_fd = os.open(
-                    f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+                self._own_fd = posix.open(
+                    f"/proc/self/fd/{fd}",
+                    posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC | posix.O_NOCTTY,
                 )
             except OSError:
                 # No /proc: ask poll() before each write instead (the pipe could fill between
@@ -158,7 +160,7 @@ class StreamOutlet:
             if self._poll_first and not _writable(self.fd, 0.0):
                 return False
             fd = self.fd if self._own_fd is None else self._own_fd
-            return os.write(fd, data) == len(data)
+            return posix.write(fd, data) == len(data)
         except OSError:  # BlockingIOError: the reader is behind; anything else: it is gone
             return False
 
@@ -166,7 +168,7 @@ class StreamOutlet:
         if self._socket is not None:
             self._socket.close()
         if self._own_fd is not None:
-            os.close(self._own_fd)
+            posix.close(self._own_fd)
 
 
 class Notifier:

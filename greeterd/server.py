@@ -23,7 +23,6 @@ an error line, a log line and a close, never an exception out of the loop.
 from __future__ import annotations
 
 import errno
-import os
 import select
 import time
 
@@ -32,7 +31,7 @@ from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, VARLINK
 from greeterd.lifecycle import AT_CAP, STOPPING, AcceptGate, Timers
 from greeterd.log import DEBUG
 from greeterd.protocol import ProtocolError
-from greeterd.speedups import accepter, signals, sockets
+from greeterd.speedups import accepter, posix, signals, sockets
 from greeterd.tally import Tally, describe_peer, peer_credentials
 from greeterd.waiting import WaitingClients
 
@@ -197,11 +196,16 @@ class Server:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Serve until SIGTERM (via watch_wakeup_fd) or exit-on-idle, then drain and return."""
+    def run(self, then: Callable[[], object] | None = None) -> None:
+        """Serve until SIGTERM (via watch_wakeup_fd) or exit-on-idle, then drain and return.
+
+        ``then`` is start-up work the clients already queued need not wait for: it runs once
+        they are served, before the loop waits for more."""
         for endpoint in self._handed_over:
             self._serve_new(endpoint.sock, endpoint.message_mode)
         self._wake_up_every_endpoint()  # whoever woke systemd up is queued: serve them first
+        if then is not None:
+            then()
         while True:
             now = self.clock()
             self._housekeeping(now)
@@ -255,7 +259,7 @@ class Server:
         self.log.info(f"stopping ({why}): {self.status()}")
 
     def _on_wakeup(self) -> None:
-        received = os.read(self._wakeup_fd, 64)
+        received = posix.read(self._wakeup_fd, 64)
         if received:
             number = received[-1]
             self.stop(STOP_SIGNALS.get(number, f"signal {number}"))

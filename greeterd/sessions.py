@@ -9,10 +9,8 @@ is served.
 
 from __future__ import annotations
 
-import os
-
 from greeterd import varlink
-from greeterd.speedups import sockets
+from greeterd.speedups import posix, sockets
 from greeterd.tally import peer_credentials
 
 TYPE_CHECKING = False
@@ -76,7 +74,7 @@ class VarlinkSessions:
 
     def close(self, fd: int) -> None:
         del self._connections[fd]
-        os.close(fd)
+        posix.close(fd)
 
 
 def _send_whole(fd: int, replies: bytes) -> bool:
@@ -85,6 +83,6 @@ def _send_whole(fd: int, replies: bytes) -> bool:
     if not replies:
         return True
     try:
-        return os.write(fd, replies) == len(replies)
+        return posix.write(fd, replies) == len(replies)
     except OSError:
         return False

@@ -1,9 +1,12 @@
 """Where sockets come from: inherited fds, our own bind, and systemd's environment."""
 
+import json
 import os
 import re
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,80 @@ def listening_socket(path: Path, kind: int = socket.SOCK_STREAM) -> socket.socke
     sock.bind(str(path))
     sock.listen(16)
     return sock
+
+
+#: Run with a case of LISTEN_* variables as argv[1] (LISTEN_PID "self" becomes this process's
+#: pid) and fds 3 to 6 open: prints what libsystemd's sd_listen_fds_with_names(3) reads,
+#: through systemd-python, and what greeterd adopts, as {fd: name} or "refused".
+COMPARE_LISTEN_FDS = """
+import json, os, socket, subprocess, sys
+from systemd import daemon
+from greeterd import activation
+pairs = [socket.socketpair() for _ in range(2)]
+assert sorted(s.fileno() for pair in pairs for s in pair) == [3, 4, 5, 6]
+case = json.loads(sys.argv[1])
+if case.get("LISTEN_PID") == "self":
+    case["LISTEN_PID"] = str(os.getpid())
+os.environ.update(case)
+try:
+    theirs = {str(fd): name for fd, name in daemon.listen_fds_with_names(False).items()}
+except OSError:
+    theirs = "refused"
+environ = dict(os.environ)
+try:
+    endpoints = activation.inherited_endpoints(environ)
+    ours = {str(e.sock.detach()): e.name for e in endpoints}
+except activation.ActivationError:
+    ours = "refused"
+child = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout.split()
+left = [[n for n in names if n.startswith("LISTEN_")] for names in (environ, os.environ, child)]
+print(json.dumps([theirs, ours, left]))
+"""
+
+LISTEN_CASES = {
+    "not activated": {},
+    "two fds": {"LISTEN_PID": "self", "LISTEN_FDS": "2"},
+    "two named fds": {"LISTEN_PID": "self", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a:b"},
+    "an empty name": {"LISTEN_PID": "self", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a:"},
+    "four fds": {"LISTEN_PID": "self", "LISTEN_FDS": "4", "LISTEN_FDNAMES": "w:x:y:z"},
+    "meant for another process": {"LISTEN_PID": "1", "LISTEN_FDS": "2"},
+    "no count": {"LISTEN_PID": "self"},
+    "no pid": {"LISTEN_FDS": "2"},
+    "a pid that is not a number": {"LISTEN_PID": "abc", "LISTEN_FDS": "2"},
+    "an empty pid": {"LISTEN_PID": "", "LISTEN_FDS": "2"},
+    "a count that is not a number": {"LISTEN_PID": "self", "LISTEN_FDS": "abc"},
+    "an empty count": {"LISTEN_PID": "self", "LISTEN_FDS": ""},
+    "a negative count": {"LISTEN_PID": "self", "LISTEN_FDS": "-1"},
+    "a count of zero": {"LISTEN_PID": "self", "LISTEN_FDS": "0"},
+    "an fd that is not open": {"LISTEN_PID": "self", "LISTEN_FDS": "9"},
+    "too few names": {"LISTEN_PID": "self", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a"},
+    "too many names": {"LISTEN_PID": "self", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "a:b"},
+    "empty names": {"LISTEN_PID": "self", "LISTEN_FDS": "1", "LISTEN_FDNAMES": ""},
+}
+
+
+@pytest.mark.parametrize("case", LISTEN_CASES.values(), ids=LISTEN_CASES.keys())
+def test_listen_fds_are_read_as_libsystemd_reads_them(case):
+    """greeterd reads LISTEN_* itself (systemd-python would load libsystemd at every start):
+    on the same environment and fds it finds what sd_listen_fds_with_names(3) finds, refuses
+    what it refuses, and leaves no LISTEN_* variable behind for a child."""
+    done = subprocess.run(
+        [sys.executable, "-c", COMPARE_LISTEN_FDS, json.dumps(case)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    theirs, ours, left = json.loads(done.stdout)
+    assert ours == theirs
+    assert left == [[], [], []], "LISTEN_* left in greeterd's mapping, os.environ, a child"
+
+
+@pytest.mark.parametrize("count", [" 2", "+2", "0x2", "2 ", "\uff12", "99999999999999999999"])
+def test_listen_fds_takes_numbers_only_as_systemd_writes_them(count):
+    """systemd writes plain ASCII decimal; anything else is refused instead of guessed at."""
+    with pytest.raises(ActivationError, match="LISTEN_FDS"):
+        activation.listen_fds({"LISTEN_PID": "7", "LISTEN_FDS": count}, 7)
 
 
 def test_a_listening_unix_stream_socket_is_adopted_as_is(sock_dir):

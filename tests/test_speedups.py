@@ -1,5 +1,6 @@
 """The private names greeterd uses for speed are there, and each fallback does the same job."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -7,18 +8,13 @@ import sys
 import pytest
 
 from greeterd import speedups
-from tests.stdlib_helpers import reachable
-from tests.support import connect, require_tool, wait_for
+from tests.support import connect
 
-#: Prints what speedups' listen_fds_with_names() (argv[1] "private") or its public fallback
-#: finds, run by systemd-socket-activate.
-PRINT_LISTEN_FDS = """
-import sys
+#: Prints whether speedups.environment() reads what os.environ reads.
+COMPARE_ENVIRONMENT = """
+import os
 from greeterd import speedups
-if sys.argv[1] == "private":
-    print(sorted(speedups.listen_fds_with_names().items()))
-else:
-    print(sorted(speedups.public_listen_fds_with_names().items()))
+print(speedups.environment() == dict(os.environ))
 """
 
 
@@ -52,25 +48,26 @@ def test_both_accepters_return_a_connected_fd_and_leave_the_listener_alone(make,
             accept.close()
 
 
-@pytest.mark.parametrize("which", ["private", "public"])
-def test_both_ways_to_read_listen_fds_find_the_named_socket(which, sock_dir):
-    """Under systemd-socket-activate the C half and systemd/daemon.py find the same fd 3
-    with its name."""
-    require_tool("systemd-socket-activate", "apt-get install systemd")
-    path = sock_dir / "a.sock"
-    process = subprocess.Popen(
-        [
-            "systemd-socket-activate", "-l", str(path), "--fdname=stream",
-            sys.executable, "-c", PRINT_LISTEN_FDS, which,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+def test_the_environment_reads_as_os_environ_reads_it():
+    """posix.environ holds bytes; environment() decodes them as os.environ does, a value that
+    is not UTF-8 included."""
+    environ = {b"PATH": os.environb.get(b"PATH", b"/usr/bin"), b"GREETERD_TEST": b"caf\xe9 \xff"}
+    done = subprocess.run(
+        [sys.executable, "-c", COMPARE_ENVIRONMENT],
+        env=environ,
+        capture_output=True,
         text=True,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: reachable(path), what="systemd-socket-activate to listen")
-        with connect(path):
-            out, _ = process.communicate(timeout=20)
-    finally:
-        process.kill()
-    assert out.strip() == "[(3, 'stream')]"
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout == "True\n"
+
+
+def test_unsetenv_leaves_the_name_neither_in_the_process_nor_in_os_environ(monkeypatch):
+    """posix.unsetenv() alone would leave the name in os.environ (which reads posix.environ)."""
+    monkeypatch.setenv("GREETERD_TEST", "1")
+    speedups.unsetenv("GREETERD_TEST")
+    assert "GREETERD_TEST" not in os.environ
+    assert "GREETERD_TEST" not in speedups.environment()
+    child = subprocess.run(["env"], capture_output=True, text=True, check=True, timeout=60)
+    assert "GREETERD_TEST=" not in child.stdout

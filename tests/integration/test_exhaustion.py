@@ -92,6 +92,21 @@ def greet_over_a_line(sock: socket.socket) -> bytes:
     return read_reply(sock)
 
 
+def soft_fd_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no open-files limit for {pid}")
+
+
+def test_greeterd_raises_its_soft_fd_limit_to_the_hard_one(activate):
+    """systemd starts services with a soft limit of 1024: greeterd raises it to the hard limit
+    once it has served the client that started it, so MAX_CONNECTIONS fit."""
+    daemon = activate(wrapper=("prlimit", "--nofile=1024:4096", "--"))
+    assert greet(daemon.path) == HELLO
+    wait_for(lambda: soft_fd_limit(daemon.process.pid) == 4096, what="the soft limit raised")
+
+
 @pytest.mark.parametrize(
     ("flags", "greet_on"),
     [((), greet_over_a_line), (("--fdname=varlink",), greet_over_varlink)],
