@@ -48,6 +48,8 @@ LISTEN_FDS_START = 3
 #: More fds than any process may hold (fs.nr_open, 1048576 unless raised): a LISTEN_FDS above
 #: it is refused before its names are built, where libsystemd stops at the first fd not open.
 MAX_LISTEN_FDS = 1 << 20
+#: The largest pid_t: a LISTEN_PID above it is refused, as libsystemd refuses it.
+MAX_PID = 2**31 - 1
 #: The variables sd_listen_fds(3) reads and then unsets.
 LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
@@ -113,18 +115,20 @@ def listen_fds(environ: Mapping[str, str], pid: int) -> dict[int, str]:
     and sd_listen_fds_with_names(3) read them: nothing when LISTEN_PID or LISTEN_FDS is unset
     or LISTEN_PID names another process; names "unknown" without LISTEN_FDNAMES. Values that
     are set but malformed, and names not one per fd, raise ActivationError where the C
-    library returns EINVAL. Numbers are taken only as systemd writes them, in ASCII decimal."""
+    library returns EINVAL. Numbers are taken only as systemd writes them, in ASCII decimal
+    without a leading zero: where libsystemd would also read spaces, a sign or a base, this
+    refuses."""
     owner = environ.get("LISTEN_PID")
     if owner is None:
         return {}
-    if not _is_decimal(owner) or int(owner) == 0:
+    if not _is_number(owner) or int(owner) > MAX_PID:
         raise ActivationError(f"LISTEN_PID={owner!r} is not a process id")
     if int(owner) != pid:
         return {}
     count = environ.get("LISTEN_FDS")
     if count is None:
         return {}
-    if not _is_decimal(count) or not 0 < int(count) <= MAX_LISTEN_FDS:
+    if not _is_number(count) or int(count) > MAX_LISTEN_FDS:
         raise ActivationError(
             f"LISTEN_FDS={count!r} is not a count of fds from 1 to {MAX_LISTEN_FDS}"
         )
@@ -274,6 +278,12 @@ def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
     if not _is_decimal(usec) or int(usec) == 0:
         raise ActivationError(f"WATCHDOG_USEC={usec!r} is not a positive number of microseconds")
     return int(usec) / 2_000_000
+
+
+def _is_number(text: str) -> bool:
+    """A positive number as systemd writes one: ASCII digits, no leading zero (which
+    libsystemd would read as octal)."""
+    return _is_decimal(text) and text[0] != "0"
 
 
 def _is_decimal(text: str) -> bool:

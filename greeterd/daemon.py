@@ -165,7 +165,12 @@ def _raise_fd_limit(logger: log.Log) -> None:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except OSError as error:
-        logger.notice(f"keeping {soft} open files at most: cannot raise the limit ({error})")
+        why = error.strerror or str(error)
+    except ValueError:  # Python's word for EPERM, which a seccomp filter returns
+        why = "setrlimit() not permitted"
+    else:
+        return
+    logger.notice(f"keeping {soft} open files at most: cannot raise the limit ({why})")
 
 
 def _wake_loop(signum: int, frame: object) -> None:

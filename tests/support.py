@@ -66,6 +66,18 @@ print(backend.build_sdist("dist"))
 #: runs beside it, that it started without site.
 POISON = "import sys; sys.exit('site ran')\n"
 
+#: Run as `python -IS -c WHERE_THE_LAUNCHER_LOOKS LAUNCHER`: puts on sys.path what the
+#: launcher's site_packages() returns (loaded without running greeterd) and prints where
+#: greeterd and systemd.daemon are then found, one path a line.
+WHERE_THE_LAUNCHER_LOOKS = """
+import runpy, sys
+sys.argv[0] = sys.argv[1]
+sys.path.extend(runpy.run_path(sys.argv[1], run_name="launcher")["site_packages"]())
+import greeterd, systemd.daemon
+print(greeterd.__file__)
+print(systemd.daemon.__file__)
+"""
+
 #: The reply to greet() with its default name.
 HELLO = "Hello, Zoë\n".encode()
 

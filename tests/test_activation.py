@@ -23,31 +23,40 @@ def listening_socket(path: Path, kind: int = socket.SOCK_STREAM) -> socket.socke
 
 
 #: Run with a case of LISTEN_* variables as argv[1] (LISTEN_PID "self" becomes this process's
-#: pid) and fds 3 to 6 open: prints what libsystemd's sd_listen_fds_with_names(3) reads,
-#: through systemd-python, and what greeterd adopts, as {fd: name} or "refused".
-COMPARE_LISTEN_FDS = """
+#: pid) and fds 3 to 6 open and inheritable. With argv[2] "theirs" prints what libsystemd's
+#: sd_listen_fds_with_names(3) reads, through systemd-python; with "ours", what greeterd
+#: adopts, then the LISTEN_* names left in greeterd's mapping, in os.environ and in a child's
+#: environment, and which of fds 3 to 6 a child would inherit. {fd: name} or "refused".
+READ_LISTEN_FDS = """
 import json, os, socket, subprocess, sys
-from systemd import daemon
-from greeterd import activation
 pairs = [socket.socketpair() for _ in range(2)]
-assert sorted(s.fileno() for pair in pairs for s in pair) == [3, 4, 5, 6]
+fds = sorted(s.fileno() for pair in pairs for s in pair)
+assert fds == [3, 4, 5, 6]
+for fd in fds:
+    os.set_inheritable(fd, True)
 case = json.loads(sys.argv[1])
 if case.get("LISTEN_PID") == "self":
     case["LISTEN_PID"] = str(os.getpid())
 os.environ.update(case)
-try:
-    theirs = {str(fd): name for fd, name in daemon.listen_fds_with_names(False).items()}
-except OSError:
-    theirs = "refused"
+if sys.argv[2] == "theirs":
+    from systemd import daemon
+    try:
+        theirs = {str(fd): name for fd, name in daemon.listen_fds_with_names(True).items()}
+    except OSError:
+        theirs = "refused"
+    print(json.dumps(theirs))
+    sys.exit()
+from greeterd import activation
 environ = dict(os.environ)
 try:
-    endpoints = activation.inherited_endpoints(environ)
-    ours = {str(e.sock.detach()): e.name for e in endpoints}
+    ours = {str(e.sock.detach()): e.name for e in activation.inherited_endpoints(environ)}
 except activation.ActivationError:
     ours = "refused"
 child = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout.split()
 left = [[n for n in names if n.startswith("LISTEN_")] for names in (environ, os.environ, child)]
-print(json.dumps([theirs, ours, left]))
+print(json.dumps(ours))
+print(json.dumps(left))
+print(json.dumps([fd for fd in fds if ours != "refused" and os.get_inheritable(fd)]))
 """
 
 LISTEN_CASES = {
@@ -61,6 +70,7 @@ LISTEN_CASES = {
     "no pid": {"LISTEN_FDS": "2"},
     "a pid that is not a number": {"LISTEN_PID": "abc", "LISTEN_FDS": "2"},
     "an empty pid": {"LISTEN_PID": "", "LISTEN_FDS": "2"},
+    "a pid past pid_t": {"LISTEN_PID": "99999999999999999999", "LISTEN_FDS": "2"},
     "a count that is not a number": {"LISTEN_PID": "self", "LISTEN_FDS": "abc"},
     "an empty count": {"LISTEN_PID": "self", "LISTEN_FDS": ""},
     "a negative count": {"LISTEN_PID": "self", "LISTEN_FDS": "-1"},
@@ -77,23 +87,41 @@ def test_listen_fds_are_read_as_libsystemd_reads_them(case):
     """greeterd reads LISTEN_* itself (systemd-python would load libsystemd at every start):
     on the same environment and fds it finds what sd_listen_fds_with_names(3) finds, refuses
     what it refuses, and leaves no LISTEN_* variable behind for a child."""
+    theirs, ours, left, inherited = (
+        json.loads(line) for which in ("theirs", "ours") for line in read_listen_fds(case, which)
+    )
+    assert ours == theirs
+    assert left == [[], [], []], "LISTEN_* left in greeterd's mapping, os.environ, a child"
+    if ours != "refused":  # passed fds are kept from children; the others are left alone
+        assert inherited == [fd for fd in [3, 4, 5, 6] if str(fd) not in ours]
+
+
+def read_listen_fds(case: dict[str, str], which: str) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-c", COMPARE_LISTEN_FDS, json.dumps(case)],
+        [sys.executable, "-c", READ_LISTEN_FDS, json.dumps(case), which],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    theirs, ours, left = json.loads(done.stdout)
-    assert ours == theirs
-    assert left == [[], [], []], "LISTEN_* left in greeterd's mapping, os.environ, a child"
+    return done.stdout.splitlines()
 
 
-@pytest.mark.parametrize("count", [" 2", "+2", "0x2", "2 ", "\uff12", "99999999999999999999"])
-def test_listen_fds_takes_numbers_only_as_systemd_writes_them(count):
-    """systemd writes plain ASCII decimal; anything else is refused instead of guessed at."""
+@pytest.mark.parametrize("value", [" 7", "+7", "0x7", "07", "7 ", "\uff17"])
+@pytest.mark.parametrize("variable", ["LISTEN_PID", "LISTEN_FDS"])
+def test_listen_fds_takes_numbers_only_as_systemd_writes_them(variable, value):
+    """systemd writes plain ASCII decimal. Spaces, a sign, a base or a leading zero, which
+    libsystemd's parser may read, and which it would read as octal, are refused rather than
+    guessed at (the one place greeterd's reading differs from libsystemd's)."""
+    environ = {"LISTEN_PID": "7", "LISTEN_FDS": "7", variable: value}
+    with pytest.raises(ActivationError, match=variable):
+        activation.listen_fds(environ, 7)
+
+
+def test_listen_fds_refuses_a_count_no_process_could_hold():
+    """Past fs.nr_open's ceiling no fd could be open: refused before any name is built."""
     with pytest.raises(ActivationError, match="LISTEN_FDS"):
-        activation.listen_fds({"LISTEN_PID": "7", "LISTEN_FDS": count}, 7)
+        activation.listen_fds({"LISTEN_PID": "7", "LISTEN_FDS": "99999999999999999999"}, 7)
 
 
 def test_a_listening_unix_stream_socket_is_adopted_as_is(sock_dir):

@@ -25,7 +25,7 @@ from tests.container.conftest import (
     podman,
     require_podman,
 )
-from tests.support import POISON, ROOT
+from tests.support import POISON, ROOT, WHERE_THE_LAUNCHER_LOOKS
 
 SOCKET = "/run/greeter.sock"
 UNIT_DIR = "/usr/lib/systemd/system"
@@ -263,6 +263,13 @@ def test_the_launcher_starts_without_site_and_still_finds_everything(installed):
     installed.exec("sh", "-c", f"cat > {poison}", input=POISON)
     assert "site ran" in installed.exec("python3", "-c", "pass", check=False).stderr
     assert installed.exec("greeterd", "--version").stdout.startswith("greeterd ")
+    found = installed.exec(
+        "python3", "-IS", "-c", WHERE_THE_LAUNCHER_LOOKS, "/usr/bin/greeterd"
+    ).stdout.split()
+    assert [path.rpartition("/dist-packages/")[0] for path in found] == [
+        "/usr/lib/python3",
+        "/usr/lib/python3",
+    ], found
     greeting = installed.exec(
         "python3",
         "-IS",

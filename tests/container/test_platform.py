@@ -2,7 +2,7 @@
 
 import re
 
-from tests.support import BUILD_PROJECT, POISON
+from tests.support import BUILD_PROJECT, POISON, WHERE_THE_LAUNCHER_LOOKS
 
 #: systemd and Python of each suite the container tests boot (Debian's own packages).
 PLATFORMS = {"bookworm": ("252", "3.11"), "trixie": ("257", "3.13")}
@@ -50,3 +50,8 @@ def test_the_pip_installed_launcher_also_runs_without_site(container):
     assert "site ran" in container.exec("python3", "-c", "pass", check=False).stderr
     done = container.exec("python3", "-IS", "/usr/local/bin/greeterd", "--version")
     assert done.stdout.startswith("greeterd ")
+    found = container.exec(
+        "python3", "-IS", "-c", WHERE_THE_LAUNCHER_LOOKS, "/usr/local/bin/greeterd"
+    ).stdout.split()
+    assert found[0].startswith("/usr/local/lib/python3"), found  # pip's greeterd
+    assert found[1].startswith("/usr/lib/python3/dist-packages/systemd/"), found  # apt's

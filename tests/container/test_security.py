@@ -122,3 +122,20 @@ def test_nothing_a_client_sends_reaches_the_journal_unescaped(container):
     text = container.journal("-u", "greeter.service", "-o", "cat")
     assert "\\x1b[31mred" in text
     assert "\\u202eevil" in text
+
+
+def test_the_sandboxed_daemon_raises_its_soft_fd_limit(container):
+    """With a soft open-files limit below the hard one (an admin's LimitNOFILE=512:1024),
+    greeterd in its sandbox raises the soft limit to the hard one once it has greeted the
+    client that started it (the system call filter lets setrlimit() through)."""
+    container.drop_in("greeter.service", "low-soft-limit", "[Service]\nLimitNOFILE=512:1024\n")
+    container.exec("systemctl", "stop", "greeter.service")
+    try:
+        for name in ("first", "second"):  # the second is served after the raise
+            assert container.client("--name", name).stdout == f"Hello, {name}\n"
+        limits = container.exec("cat", f"/proc/{container.main_pid()}/limits").stdout
+        assert re.search(r"^Max open files +1024 +1024 ", limits, re.MULTILINE), limits
+    finally:
+        container.exec("rm", "/etc/systemd/system/greeter.service.d/low-soft-limit.conf")
+        container.exec("systemctl", "daemon-reload")
+        container.exec("systemctl", "stop", "greeter.service")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tests.support import (
     greet,
     open_fds,
     read_reply,
+    require_tool,
     rss_kib,
     varlink_call,
     varlink_replies,
@@ -105,6 +107,36 @@ def test_greeterd_raises_its_soft_fd_limit_to_the_hard_one(activate):
     daemon = activate(wrapper=("prlimit", "--nofile=1024:4096", "--"))
     assert greet(daemon.path) == HELLO
     wait_for(lambda: soft_fd_limit(daemon.process.pid) == 4096, what="the soft limit raised")
+
+
+#: An LD_PRELOAD library whose setrlimit() (setrlimit64() with large-file support) fails with
+#: EPERM, as under a seccomp filter that forbids it: Python's resource module then raises
+#: ValueError, not OSError.
+REFUSE_SETRLIMIT = """
+#include <errno.h>
+static int refuse(void) { errno = EPERM; return -1; }
+int setrlimit(int resource, const void *limit) { (void)resource; (void)limit; return refuse(); }
+int setrlimit64(int resource, const void *limit) { (void)resource; (void)limit; return refuse(); }
+"""
+
+
+def test_a_soft_fd_limit_greeterd_may_not_raise_is_kept_and_said(activate, tmp_path):
+    """Where setrlimit() is refused, greeterd keeps greeting with the limit it has and logs
+    why once, instead of dying after its first greeting."""
+    require_tool("gcc", "apt-get install gcc")
+    source = tmp_path / "refuse.c"
+    source.write_text(REFUSE_SETRLIMIT)
+    library = tmp_path / "refuse.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    daemon = activate(
+        wrapper=("prlimit", "--nofile=1024:4096", "--"),
+        launcher=("env", f"LD_PRELOAD={library}"),  # systemd-socket-activate passes no env
+    )
+    for _ in range(3):
+        assert greet(daemon.path) == HELLO
+    daemon.wait_for_log("keeping 1024 open files at most: cannot raise the limit")
+    assert soft_fd_limit(daemon.process.pid) == 1024
+    assert "Traceback" not in daemon.log
 
 
 @pytest.mark.parametrize(

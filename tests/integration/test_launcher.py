@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import POISON, ROOT
+from tests.support import POISON, ROOT, WHERE_THE_LAUNCHER_LOOKS
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_pip_drops_the_launchers_flags_and_it_starts_with_site(venv):
 def test_with_python_dash_IS_the_launcher_finds_the_virtualenvs_packages_without_site(venv):
     """Run as `python -IS`, the launcher puts the virtualenv's site-packages on sys.path
     itself: a .pth file that stops any start running site is ignored, and greeterd and
-    systemd-python are found."""
+    systemd-python are found there."""
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
     poison = site_packages / "zz-greeterd-test.pth"
     poison.write_text(POISON)
@@ -50,5 +50,14 @@ def test_with_python_dash_IS_the_launcher_finds_the_virtualenvs_packages_without
         assert "site ran" in run(venv / "bin" / "python", "-c", "pass").stderr
         done = run(venv / "bin" / "python", "-IS", venv / "bin" / "greeterd", "--version")
         assert (done.returncode, done.stdout) == (0, "greeterd 0.1.0\n"), done.stderr
+        where = run(
+            venv / "bin" / "python",
+            "-IS",
+            "-c",
+            WHERE_THE_LAUNCHER_LOOKS,
+            venv / "bin" / "greeterd",
+        )
+        found = [Path(path).resolve() for path in where.stdout.split()]
+        assert [path.parents[1] for path in found] == [site_packages.resolve()] * 2, where.stderr
     finally:
         poison.unlink()
