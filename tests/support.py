@@ -238,11 +238,16 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def proc_number(pid: int, file: str, label: str, column: int) -> int:
+    """A number from /proc/PID/FILE: the given column of the line that starts with label."""
+    for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+        if line.startswith(label):
+            return int(line.split()[column])
+    raise AssertionError(f"no {label!r} in /proc/{pid}/{file}")
+
+
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    return proc_number(pid, "status", "VmRSS:", 1)
 
 
 def varlink_call(method: str, **parameters: object) -> bytes:

@@ -18,7 +18,7 @@ import pytest
 
 import greeterd
 from greeterd import cli, client, protocol
-from tests.support import GREETER_CLIENT
+from tests.support import GREETER_CLIENT, proc_number
 
 
 class ScriptedServer:
@@ -448,10 +448,7 @@ def test_a_greeting_the_terminal_user_cannot_be_shown_is_one_line_and_74(scripte
 
 
 def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for {pid}")
+    return proc_number(pid, "status", "VmHWM:", 1)
 
 
 def test_a_line_without_end_on_a_terminal_not_in_line_mode_takes_no_memory(sock_dir):

@@ -15,6 +15,7 @@ from tests.support import (
     connect,
     greet,
     open_fds,
+    proc_number,
     read_reply,
     require_tool,
     rss_kib,
@@ -95,10 +96,7 @@ def greet_over_a_line(sock: socket.socket) -> bytes:
 
 
 def soft_fd_limit(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max open files"):
-            return int(line.split()[3])
-    raise AssertionError(f"no open-files limit for {pid}")
+    return proc_number(pid, "limits", "Max open files", 3)
 
 
 def test_greeterd_raises_its_soft_fd_limit_to_the_hard_one(activate):
