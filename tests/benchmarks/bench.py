@@ -180,7 +180,7 @@ class Bench:
         self.servers = [
             Server("C reference (epoll)", [str(binaries / "reference_server")]),
             Server("greeterd", [greeterd]),
-            *([Server(BASELINE, [str(baseline / "bin" / "greeterd")])] if baseline else []),
+            *(self.baseline_servers(baseline) if baseline else []),
             Server(
                 FLOOR,
                 [self.python, str(HERE / "peers" / "python_floor.py")],
@@ -227,6 +227,22 @@ class Bench:
             ),
         ]
         self.interpreter: list[float] = []
+
+    @staticmethod
+    def baseline_servers(baseline: Path) -> list[Server]:
+        """The baseline as pip installs it, as the .deb starts it (-IS), and with Accept=yes,
+        which pays a start per client: a change to start-up shows there, before and after."""
+        python, greeterd = str(baseline / "bin" / "python"), str(baseline / "bin" / "greeterd")
+        return [
+            Server(BASELINE, [greeterd]),
+            Server(f"{BASELINE}, -IS", [python, "-IS", greeterd]),
+            Server(
+                f"{BASELINE}, Accept=yes, -IS",
+                [python, "-IS", greeterd],
+                holds_idle_clients=False,
+                activate_flags=("--accept", "--fdname=connection"),
+            ),
+        ]
 
     def path(self) -> Path:
         return self.work / "bench.sock"
