@@ -3,7 +3,7 @@
 socket-activated.
 
     python3 tests/benchmarks/bench.py                  the full run
-    python3 tests/benchmarks/bench.py --baseline DIR   with DIR's greeterd beside (11 min here)
+    python3 tests/benchmarks/bench.py --baseline DIR   with DIR's greeterd beside (19 min here)
     python3 tests/benchmarks/bench.py --quick          a short run that only checks correctness
 
 Every server runs under systemd-socket-activate, the way systemd starts it, and is measured
