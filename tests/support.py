@@ -71,7 +71,6 @@ POISON = "import sys; sys.exit('site ran')\n"
 #: greeterd and systemd.daemon are then found, one path a line.
 WHERE_THE_LAUNCHER_LOOKS = """
 import runpy, sys
-sys.argv[0] = sys.argv[1]
 sys.path.extend(runpy.run_path(sys.argv[1], run_name="launcher")["site_packages"]())
 import greeterd, systemd.daemon
 print(greeterd.__file__)
