@@ -12,8 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -155,15 +156,32 @@ def try_greet(path: str | Path, name: str = "Zoë") -> bytes | None:
         return None
 
 
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` on timeout."""
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    what: str = "condition",
+    *,
+    until: Callable[[T], object] | None = None,
+) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail with
+    ``what`` on timeout. The one poll-until-true loop of the tests: each call site states its
+    own timeout, interval and message.
+
+    With ``until``, ``condition`` reads a value and ``until(value)`` decides: the value is
+    returned even when falsy ("0", ""), and the failure says the last value read.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        result = condition()
-        if result:
-            return result
+        value = condition()
+        if until(value) if until is not None else value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            last = "" if until is None else f"; last read {value!r}"
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{last}")
         time.sleep(interval)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, require_tool
+from tests.support import ROOT, require_tool, wait_for
 
 CONTAINER_DIR = ROOT / "packaging" / "container"
 LOAD_SCRIPT = (Path(__file__).parent / "load.py").read_text()
@@ -153,11 +153,14 @@ class Container:
         return f"{values['ActiveState']}/{values['SubState']}"
 
     def wait_for_state(self, unit: str, *states: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while (state := self.state(unit)) not in states:
-            assert time.monotonic() < deadline, f"{unit} stayed {state}, wanted {states}"
-            time.sleep(0.1)
-        return state
+        """Wait until the unit's ActiveState/SubState is one of ``states``; return it."""
+        return wait_for(
+            lambda: self.state(unit),
+            timeout,
+            0.1,
+            f"{unit} to be {' or '.join(states)}",
+            until=lambda state: state in states,
+        )
 
     def wait_for_property(
         self, unit: str, name: str, wanted: Callable[[str], bool], timeout: float = 10
@@ -167,11 +170,9 @@ class Container:
         A property can be briefly stale: a unit that restarts resets ExecMainStatus to 0
         while the next process runs, so a single read can land between two runs.
         """
-        deadline = time.monotonic() + timeout
-        while not wanted(value := self.show(unit, name)[name]):
-            assert time.monotonic() < deadline, f"{unit} {name} stayed {value!r}"
-            time.sleep(0.1)
-        return value
+        return wait_for(
+            lambda: self.show(unit, name)[name], timeout, 0.1, f"{unit} {name}", until=wanted
+        )
 
     def wait_for_status(self, unit: str, text: str, timeout: float = 10) -> str:
         """Wait until the unit's STATUS= (StatusText) contains ``text``."""
