@@ -241,6 +241,31 @@ class Activated:
         self.process.wait()
 
 
+class SelfBound:
+    """greeterd started without systemd: it binds ``--socket path`` itself. Its standard
+    error is a pipe, read by stop() or ``process.communicate()``."""
+
+    def __init__(self, path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.process = subprocess.Popen(
+            [GREETERD, "--socket", str(path), *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def ready(self) -> SelfBound:
+        wait_for(lambda: reachable(self.path) or self.process.poll() is not None, what="the socket")
+        assert self.process.poll() is None, self.process.communicate()[1]
+        return self
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
+        """Send ``signum`` (SIGTERM) and return greeterd's exit status and standard error."""
+        self.process.send_signal(signum)
+        _, err = self.process.communicate(timeout=15)
+        return self.process.returncode, err
+
+
 def command_line(pid: int) -> list[str]:
     """The arguments process ``pid`` runs with now (after any exec)."""
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
