@@ -648,6 +648,8 @@ def test_with_standard_error_closed_the_exit_status_still_says_what_failed(sock_
 
 
 def test_help_with_standard_output_closed_is_one_line_and_74():
+    """--help with standard output closed: exactly one line on standard error saying so,
+    and EX_IOERR (74), not 0 for a help nobody saw and not a traceback."""
     done = client_with(">&-", "--help")
     assert done.returncode == client.EX_IOERR
     assert done.stderr == b"greeter-client: cannot write to standard output: it is closed\n"
