@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Activated, raise_open_files, remove_tree, short_temp_dir
+from tests.support import (
+    Activated,
+    SelfBound,
+    raise_open_files,
+    remove_tree,
+    short_temp_dir,
+)
 
 
 @pytest.fixture
@@ -39,6 +45,24 @@ def activate(sock_dir: Path) -> Iterator[Callable[..., Activated]]:
     for daemon in started:
         if daemon.process.poll() is None:
             daemon.kill()
+
+
+@pytest.fixture
+def self_bound(sock_dir: Path) -> Iterator[Callable[..., SelfBound]]:
+    """Start greeterd without systemd (it binds --socket, by default in sock_dir); killed
+    after the test if still running."""
+    started: list[SelfBound] = []
+
+    def start(*args: str, path: Path | None = None, env: dict[str, str] | None = None) -> SelfBound:
+        daemon = SelfBound(path or sock_dir / "greeter.sock", *args, env=env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+        daemon.process.communicate()
 
 
 @pytest.fixture

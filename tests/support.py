@@ -12,8 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -155,15 +156,32 @@ def try_greet(path: str | Path, name: str = "Zoë") -> bytes | None:
         return None
 
 
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` on timeout."""
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.01,
+    what: str = "condition",
+    *,
+    until: Callable[[T], object] | None = None,
+) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail with
+    ``what`` on timeout. The one poll-until-true loop of the tests: each call site states its
+    own timeout, interval and message.
+
+    With ``until``, ``condition`` reads a value and ``until(value)`` decides: the value is
+    returned even when falsy ("0", ""), and the failure says the last value read.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        result = condition()
-        if result:
-            return result
+        value = condition()
+        if until(value) if until is not None else value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            last = "" if until is None else f"; last read {value!r}"
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{last}")
         time.sleep(interval)
 
 
@@ -221,6 +239,31 @@ class Activated:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait()
+
+
+class SelfBound:
+    """greeterd started without systemd: it binds ``--socket path`` itself. Its standard
+    error is a pipe, read by stop() or ``process.communicate()``."""
+
+    def __init__(self, path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.process = subprocess.Popen(
+            [GREETERD, "--socket", str(path), *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def ready(self) -> SelfBound:
+        wait_for(lambda: reachable(self.path) or self.process.poll() is not None, what="the socket")
+        assert self.process.poll() is None, self.process.communicate()[1]
+        return self
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
+        """Send ``signum`` (SIGTERM) and return greeterd's exit status and standard error."""
+        self.process.send_signal(signum)
+        _, err = self.process.communicate(timeout=15)
+        return self.process.returncode, err
 
 
 def command_line(pid: int) -> list[str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from greeterd import cli, client, daemon, protocol, server
+from greeterd import cli, client, daemon
 
 
 class Settings:
@@ -105,11 +105,3 @@ def test_version_names_program_and_version():
 def test_real_help_texts_fit_a_terminal(command):
     """Both programs' --help stay within HELP_WIDTH columns."""
     assert max(len(line) for line in command.help().splitlines()) <= cli.HELP_WIDTH
-
-
-def test_greeterd_help_quotes_the_limits_it_enforces():
-    """The limits in --help are the constants the code uses."""
-    text = " ".join(daemon.COMMAND.help().split())
-    assert f"{server.READ_TIMEOUT:g} s" in text
-    assert f"{protocol.MAX_NAME_BYTES} bytes" in text
-    assert f"at most {server.MAX_CONNECTIONS} clients" in text

@@ -18,7 +18,7 @@ import pytest
 
 import greeterd
 from greeterd import cli, client, protocol
-from tests.support import GREETER_CLIENT, proc_number
+from tests.support import GREETER_CLIENT, proc_number, wait_for
 
 
 class ScriptedServer:
@@ -245,10 +245,13 @@ def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
 
 def wait_for_wchan(pid: int, functions: set[str], timeout: float = 10.0) -> None:
     """Wait until process ``pid`` sleeps in one of these kernel functions."""
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}/wchan").read_text() not in functions:
-        assert time.monotonic() < deadline, f"process {pid} never slept in {functions}"
-        time.sleep(0.005)
+    wait_for(
+        lambda: Path(f"/proc/{pid}/wchan").read_text(),
+        timeout,
+        0.005,
+        f"process {pid} to sleep in {functions}",
+        until=lambda wchan: wchan in functions,
+    )
 
 
 def test_a_backlog_that_stays_full_times_out(sock_dir, capsys):
@@ -393,15 +396,20 @@ class Terminal:
 
     def exit_status(self, timeout: float = 30.0) -> int:
         """The exit status (minus the signal number if killed); fails if still running."""
-        deadline = time.monotonic() + timeout
-        while (status := os.waitpid(self.pid, os.WNOHANG))[0] == 0:
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                raise AssertionError(f"still running after {timeout}s; showed {self.output!r}")
-            time.sleep(0.01)
+        try:
+            _, status = wait_for(
+                lambda: os.waitpid(self.pid, os.WNOHANG),
+                timeout,
+                what=f"the client (pid {self.pid}) to exit",
+                until=lambda waited: waited[0] != 0,
+            )
+        except AssertionError:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            message = f"still running after {timeout}s; showed {self.output!r}"
+            raise AssertionError(message) from None
         os.close(self.master)
-        return os.waitstatus_to_exitcode(status[1])
+        return os.waitstatus_to_exitcode(status)
 
 
 def test_the_prompt_asks_for_a_name_on_a_terminal(scripted):
@@ -640,6 +648,8 @@ def test_with_standard_error_closed_the_exit_status_still_says_what_failed(sock_
 
 
 def test_help_with_standard_output_closed_is_one_line_and_74():
+    """--help with standard output closed: exactly one line on standard error saying so,
+    and EX_IOERR (74), not 0 for a help nobody saw and not a traceback."""
     done = client_with(">&-", "--help")
     assert done.returncode == client.EX_IOERR
     assert done.stderr == b"greeter-client: cannot write to standard output: it is closed\n"

@@ -99,6 +99,8 @@ def test_varlink_and_the_line_protocol_agree_on_every_name(name):
 
 
 def test_get_info_names_the_service_and_its_interfaces():
+    """org.varlink.service.GetInfo answers with greeterd as vendor and product, its version,
+    its man page as url, and exactly the two interfaces it serves."""
     (info,) = exchange(call("org.varlink.service.GetInfo"))[0]
     assert info["parameters"] == {
         "vendor": "greeterd",
@@ -121,6 +123,8 @@ def test_get_interface_description_returns_the_idl(interface):
 
 
 def test_the_greeter_idl_declares_greet_and_invalid_name():
+    """The io.greeterd.Greeter IDL declares the Greet method with its signature and the
+    InvalidName error that refusals use."""
     assert "method Greet(name: string) -> (greeting: string)" in varlink.IDL
     assert "error InvalidName(reason: string)" in varlink.IDL
 
@@ -257,6 +261,8 @@ def test_only_greet_calls_that_greet_are_counted():
 
 
 def test_oneway_calls_get_no_reply_not_even_an_error():
+    """A call with oneway: true gets no reply: a good one is still counted as a call, a
+    refused one is still a refusal with its reason, but only the plain call is answered."""
     answered, refused, _ = exchange(greet("A", oneway=True) + greet("", oneway=True) + greet("B"))
     assert answered == [{"parameters": {"greeting": "Hello, B"}}]
     assert refused == [protocol.EMPTY]

@@ -84,6 +84,8 @@ def test_a_client_that_left_is_skipped_even_when_its_fd_is_reused():
 
 
 def test_adding_an_fd_twice_is_a_bug_not_a_silent_overwrite():
+    """add() of an fd that is already waiting raises ValueError naming it, instead of
+    replacing the first deadline and leaving a stale entry behind."""
     waiting = WaitingClients()
     waiting.add(3, 1.0, message_mode=False, received=b"")
     with pytest.raises(ValueError, match="fd 3 is already waiting"):

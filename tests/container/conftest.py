@@ -11,23 +11,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, require_tool
+from tests.support import ROOT, require_tool, wait_for
 
 CONTAINER_DIR = ROOT / "packaging" / "container"
 LOAD_SCRIPT = (Path(__file__).parent / "load.py").read_text()
-#: podman run options that boot systemd as PID 1 with what its sandboxing needs: see the file.
-SYSTEMD_RUN_OPTIONS = [
-    line
-    for line in (CONTAINER_DIR / "systemd-run-options").read_text().splitlines()
-    if line and not line.startswith("#")
-]
 #: The Debian suites every container test runs on: bookworm (Debian 12, systemd 252) and
 #: trixie (Debian 13, systemd 257). GREETER_SUITES="trixie" narrows a run to one.
 SUITES = tuple(os.environ.get("GREETER_SUITES", "bookworm trixie").split())
@@ -97,12 +90,24 @@ print(reply[:-1].decode())
 
 
 class Container:
-    """A running container with systemd as PID 1."""
+    """A container of ``image`` with systemd as PID 1, once boot() has started it."""
 
     def __init__(self, image: str) -> None:
         self.name = f"greeterd-test-{uuid.uuid4().hex[:10]}"
         self.image = image
-        podman("run", "--detach", "--name", self.name, *SYSTEMD_RUN_OPTIONS, image)
+
+    def boot(self, timeout: int = 60) -> str:
+        """Start the container and wait for systemd to finish booting, as packaging/demo does:
+        with packaging/container/boot. Return the system state (running or degraded)."""
+        done = subprocess.run(
+            [str(CONTAINER_DIR / "boot"), "--timeout", str(timeout), self.image, self.name],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 300,  # podman run itself is not bounded by the script
+            check=False,
+        )
+        assert done.returncode == 0, f"packaging/container/boot failed:\n{done.stderr}"
+        return done.stdout.strip()
 
     def exec(
         self,
@@ -133,15 +138,10 @@ class Container:
             )
         return done
 
-    def wait_until_booted(self, timeout: float = 60) -> str:
-        """Wait for systemd to finish booting; return the system state."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self.exec("systemctl", "is-system-running", "--wait", check=False).stdout
-            if state.strip() in ("running", "degraded"):
-                return state.strip()
-            time.sleep(0.2)
-        raise AssertionError(f"systemd did not finish booting in {timeout}s")
+    def system_state(self) -> str:
+        """What `systemctl is-system-running` says now: running, degraded (a unit failed),
+        starting, stopping..."""
+        return self.exec("systemctl", "is-system-running", check=False).stdout.strip()
 
     def show(self, unit: str, *properties: str) -> dict[str, str]:
         """`systemctl show` properties of a unit."""
@@ -153,11 +153,14 @@ class Container:
         return f"{values['ActiveState']}/{values['SubState']}"
 
     def wait_for_state(self, unit: str, *states: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while (state := self.state(unit)) not in states:
-            assert time.monotonic() < deadline, f"{unit} stayed {state}, wanted {states}"
-            time.sleep(0.1)
-        return state
+        """Wait until the unit's ActiveState/SubState is one of ``states``; return it."""
+        return wait_for(
+            lambda: self.state(unit),
+            timeout,
+            0.1,
+            f"{unit} to be {' or '.join(states)}",
+            until=lambda state: state in states,
+        )
 
     def wait_for_property(
         self, unit: str, name: str, wanted: Callable[[str], bool], timeout: float = 10
@@ -167,11 +170,9 @@ class Container:
         A property can be briefly stale: a unit that restarts resets ExecMainStatus to 0
         while the next process runs, so a single read can land between two runs.
         """
-        deadline = time.monotonic() + timeout
-        while not wanted(value := self.show(unit, name)[name]):
-            assert time.monotonic() < deadline, f"{unit} {name} stayed {value!r}"
-            time.sleep(0.1)
-        return value
+        return wait_for(
+            lambda: self.show(unit, name)[name], timeout, 0.1, f"{unit} {name}", until=wanted
+        )
 
     def wait_for_status(self, unit: str, text: str, timeout: float = 10) -> str:
         """Wait until the unit's STATUS= (StatusText) contains ``text``."""
@@ -305,7 +306,7 @@ def container(image: str, request: pytest.FixtureRequest) -> Iterator[Container]
     """A booted container; on failure its journal and unit status are printed."""
     booted = Container(image)
     try:
-        booted.wait_until_booted()
+        booted.boot()
         yield booted
     finally:
         if request.node.stash.get(FAILED, True):

@@ -102,7 +102,7 @@ def clean(clean_image: str, request: pytest.FixtureRequest) -> Iterator[Containe
     """A booted container without greeterd; on failure its journal and unit status are printed."""
     booted = Container(clean_image)
     try:
-        booted.wait_until_booted()
+        booted.boot()
         assert booted.exec("dpkg", "-s", "greeterd", check=False).returncode != 0
         assert booted.exec("sh", "-c", "command -v greeterd", check=False).returncode != 0
         assert booted.show("greeter.socket", "LoadState")["LoadState"] == "not-found"

@@ -4,6 +4,7 @@ import threading
 import time
 
 from tests.container.conftest import Container
+from tests.support import wait_for
 
 SHORT_IDLE = "[Service]\nExecStart=\nExecStart=greeterd --exit-idle-time=0.5\n"
 
@@ -97,5 +98,6 @@ def test_a_persistent_crash_loop_keeps_the_socket_and_heals_when_fixed(container
     assert container.show("greeter.socket", "ActiveState")["ActiveState"] == "active"
     container.exec("rm", "/etc/systemd/system/greeter.service.d/broken.conf")
     container.exec("systemctl", "daemon-reload")
-    client.join(40)
+    wait_for(lambda: "out" in result, 40, 0.1, "the client waiting in the backlog to finish")
+    client.join()
     assert result.get("out") == "Hello, patient\n", result

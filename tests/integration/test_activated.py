@@ -205,27 +205,3 @@ def test_a_socket_greeterd_cannot_serve_is_refused_at_start():
     assert process.returncode == 78, err
     assert "fd 3 (unknown) is a AF_INET socket; greeterd serves AF_UNIX stream" in err
     assert "Traceback" not in err
-
-
-@pytest.mark.parametrize(
-    ("count", "problem"),
-    [
-        ("abc", "LISTEN_FDS='abc' is not a count of fds"),
-        ("-1", "LISTEN_FDS='-1' is not a count of fds"),
-        ("2", "fd 3 (unknown) is not a socket"),
-    ],
-    ids=["not a number", "negative", "fds not open"],
-)
-def test_a_malformed_listen_fds_is_refused_at_start(count, problem):
-    """LISTEN_FDS that systemd would never write (or naming fds that are not open): a named
-    error and EX_CONFIG, not a traceback. LISTEN_PID is the shell's pid, which exec keeps."""
-    done = subprocess.run(
-        ["sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS={count} exec "$0"', GREETERD],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-    assert done.returncode == 78, done.stderr
-    assert f"cannot start: {problem}" in done.stderr
-    assert "Traceback" not in done.stderr

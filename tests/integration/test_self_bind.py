@@ -1,55 +1,11 @@
 """greeterd without systemd: it binds --socket itself, and cleans up only what it bound."""
 
 import os
-import signal
 import socket
 import stat
-import subprocess
-import time
-from pathlib import Path
-
-import pytest
 
 from greeterd import activation
-from tests.stdlib_helpers import reachable
-from tests.support import GREETERD, HELLO, greet, try_greet, wait_for
-
-
-class SelfBound:
-    def __init__(self, path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.path = path
-        self.process = subprocess.Popen(
-            [GREETERD, "--socket", str(path), *args],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def ready(self) -> "SelfBound":
-        wait_for(lambda: reachable(self.path) or self.process.poll() is not None, what="the socket")
-        assert self.process.poll() is None, self.process.communicate()[1]
-        return self
-
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=15)
-        return self.process.returncode, err
-
-
-@pytest.fixture
-def self_bound(sock_dir):
-    started: list[SelfBound] = []
-
-    def start(*args: str, path: Path | None = None, env: dict[str, str] | None = None) -> SelfBound:
-        daemon = SelfBound(path or sock_dir / "greeter.sock", *args, env=env)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-        daemon.process.communicate()
+from tests.support import HELLO, greet, try_greet, wait_for
 
 
 def test_without_systemd_greeterd_binds_its_own_socket_and_removes_it_on_exit(self_bound):
@@ -96,31 +52,9 @@ def test_a_file_in_the_way_is_never_removed(self_bound, sock_dir):
     assert path.read_text() == "keep me"
 
 
-def test_exit_idle_time_is_ignored_when_nobody_could_restart_greeterd(self_bound):
-    """Without socket activation an idle exit would strand clients, so greeterd stays up."""
-    daemon = self_bound("--exit-idle-time", "0.2").ready()
-    time.sleep(0.8)
-    assert daemon.process.poll() is None
-    assert greet(daemon.path) == HELLO
-    assert daemon.stop()[0] == 0
-
-
 def test_listen_fds_meant_for_another_process_are_ignored(self_bound):
     """LISTEN_PID of another process: those fds are not ours, so greeterd binds its own."""
     env = {**os.environ, "LISTEN_FDS": "1", "LISTEN_PID": "1"}
     daemon = self_bound(env=env).ready()
     assert greet(daemon.path) == HELLO
     assert daemon.stop()[0] == 0
-
-
-@pytest.mark.parametrize(
-    ("argv", "status"),
-    [(["--version"], 0), (["--help"], 0), (["--bogus"], 64), (["--log-level", "loud"], 64)],
-)
-def test_command_line_exit_statuses(argv, status):
-    """--help/--version exit 0; a bad command line exits 64 without a traceback."""
-    done = subprocess.run(
-        [GREETERD, *argv], capture_output=True, text=True, timeout=20, check=False
-    )
-    assert done.returncode == status
-    assert "Traceback" not in done.stderr
