@@ -5,7 +5,7 @@ import sys
 
 from tests.support import ROOT
 
-# Each costs start-up time greeterd avoids (README, Performance): socket.py and signal.py build
+# Each costs start-up time greeterd avoids (docs/performance.md): socket.py and signal.py build
 # enums and load selectors and collections; array loads collections.abc; os builds os.environ
 # on _collections_abc; systemd-python loads libsystemd; site runs .pth files; the rest are large.
 # json (with greeterd.varlink and greeterd.sessions) is imported only when a Varlink socket is

@@ -19,7 +19,7 @@ USER_NAMESPACES = ("user", "net", "mnt", "ipc", "uts")
 #: What systemd logs when it runs a user service without a sandbox directive it could not set
 #: up ("... namespace setup failed, ignoring", "proceeding without").
 DOWNGRADE = re.compile(r"proceeding without|setup failed, ignoring|prohibited", re.IGNORECASE)
-#: systemd-analyze --user security scores the user service 2.8: see the README, As a user.
+#: systemd-analyze --user security scores the user service 2.8: see docs/security.md.
 USER_THRESHOLD = 28
 SHORT_IDLE = "[Service]\nExecStart=\nExecStart=greeterd --exit-idle-time=0.5\n"
 
