@@ -457,10 +457,10 @@ def test_greeter_client_makes_socket_connect_send_recv(activate, sock_dir):
     require_tool("strace", "apt-get install strace")
     daemon = activate()
     trace = sock_dir / "client.trace"
+    syscalls = "trace=socket,bind,listen,accept,accept4,connect,getsockname,sendto,recvfrom,close"
     client = subprocess.run(
         [
-            *("strace", "-qq", "-o", str(trace)),
-            *("-e", "trace=socket,bind,listen,accept,accept4,connect,sendto,recvfrom,close"),
+            *("strace", "-qq", "-o", str(trace), "-e", syscalls),
             *(GREETER_CLIENT, "--socket", str(daemon.path), "--name", "Zoë"),
         ],
         capture_output=True,
@@ -484,12 +484,13 @@ def test_greeter_client_makes_socket_connect_send_recv(activate, sock_dir):
 def test_greeterd_gets_fd_3_and_accepts_reads_writes_and_closes(activate, sock_dir):
     """The server's side, traced from systemd-socket-activate's start: socket(), bind() and
     listen() happen before greeterd is exec'd, in the same process. greeterd then accept()s on
-    fd 3 (the first fd LISTEN_FDS passes) and makes recv() (strace: recvfrom), send()
-    (sendto) and close() on the new fd."""
+    fd 3 (the first fd LISTEN_FDS passes) and makes getsockname() (CPython's check, when it
+    wraps the new fd in a socket object, that the fd is a socket), recv() (strace: recvfrom),
+    send() (sendto) and close() on the new fd, and nothing else."""
     require_tool("systemd-socket-activate", "apt-get install systemd")
     require_tool("strace", "apt-get install strace")
     trace = sock_dir / "greeterd.trace"
-    calls = "trace=execve,socket,bind,listen,accept,accept4,recvfrom,sendto,close"
+    calls = "trace=execve,socket,bind,listen,accept,accept4,getsockname,recvfrom,sendto,close"
     daemon = activate(wrapper=("strace", "-f", "-qq", "-o", str(trace), "-e", calls))
     assert greet(daemon.path) == HELLO
     lines = trace.read_text().splitlines()
@@ -507,4 +508,5 @@ def test_greeterd_gets_fd_3_and_accepts_reads_writes_and_closes(activate, sock_d
     accept = next(line for line in after if line.startswith("accept4(3, ") and "= -1" not in line)
     fd = int(accept.rpartition("= ")[2])
     assert fd != 3
-    assert traced_calls(after[after.index(accept) + 1 :], fd) == ["recvfrom", "sendto", "close"]
+    served = traced_calls(after[after.index(accept) + 1 :], fd)
+    assert served == ["getsockname", "recvfrom", "sendto", "close"]
