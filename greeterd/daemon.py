@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from greeterd import __version__, activation, cli, folding, log, outlets, protocol, server
-from greeterd.speedups import environment, posix, signals
+from greeterd.speedups import environment, set_wakeup_fd, signal, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = log.Log(log.LEVELS[settings.log_level], outlet)
     try:
         inherited = activation.inherited_endpoints(environ)
-        watchdog = activation.watchdog_interval(environ, posix.getpid())
+        watchdog = activation.watchdog_interval(environ, syscalls.getpid())
     except activation.ActivationError as error:
         logger.error(f"cannot start: {error}")
         return EX_CONFIG
@@ -131,10 +131,10 @@ def _serve(
     greeter = server.Server(
         endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )
-    read_fd, write_fd = posix.pipe2(posix.O_NONBLOCK | posix.O_CLOEXEC)
-    signals.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    read_fd, write_fd = syscalls.pipe2(syscalls.O_NONBLOCK | syscalls.O_CLOEXEC)
+    set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for signum in server.STOP_SIGNALS:
-        signals.signal(signum, _wake_loop)
+        signal(signum, _wake_loop)
     greeter.watch_wakeup_fd(read_fd)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
     notify(f"READY=1\nSTATUS=Greeting on {where}")

@@ -11,7 +11,7 @@ import sys
 
 from greeterd import protocol
 from greeterd.protocol import ProtocolError
-from greeterd.speedups import posix, sockets
+from greeterd.speedups import sockets, syscalls
 from greeterd.tally import UNKNOWN_PEER, ucred
 
 TYPE_CHECKING = False
@@ -80,7 +80,7 @@ def sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, in
             continue
         if kind == sockets.SCM_RIGHTS:
             for start in range(0, len(data) - len(data) % 4, 4):
-                posix.close(int.from_bytes(data[start : start + 4], sys.byteorder, signed=True))
+                syscalls.close(int.from_bytes(data[start : start + 4], sys.byteorder, signed=True))
         elif kind == sockets.SCM_CREDENTIALS and len(data) >= 12:
             peer = ucred(data)
     return peer

@@ -31,7 +31,7 @@ from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, VARLINK
 from greeterd.lifecycle import AT_CAP, STOPPING, AcceptGate, Timers
 from greeterd.log import DEBUG
 from greeterd.protocol import ProtocolError
-from greeterd.speedups import accepter, posix, signals, sockets
+from greeterd.speedups import SIGINT, SIGTERM, accepter, sockets, syscalls
 from greeterd.tally import Tally, describe_peer, peer_credentials
 from greeterd.waiting import WaitingClients
 
@@ -99,7 +99,7 @@ _MESSAGE_BYTES = protocol.MESSAGE_READ_BYTES
 _VARLINK_IDLE_LANE = 1  # the waiting table's lane for VARLINK_IDLE_TIMEOUT (0: READ_TIMEOUT)
 #: The signals that make greeterd drain and exit (daemon.py routes them to the wakeup fd), with
 #: the names the stop is logged with; the signal module's enum would cost start-up time.
-STOP_SIGNALS: dict[int, str] = {signals.SIGTERM: "SIGTERM", signals.SIGINT: "SIGINT"}
+STOP_SIGNALS: dict[int, str] = {SIGTERM: "SIGTERM", SIGINT: "SIGINT"}
 
 
 class Listening:
@@ -259,7 +259,7 @@ class Server:
         self.log.info(f"stopping ({why}): {self.status()}")
 
     def _on_wakeup(self) -> None:
-        received = posix.read(self._wakeup_fd, 64)
+        received = syscalls.read(self._wakeup_fd, 64)
         if received:
             number = received[-1]
             self.stop(STOP_SIGNALS.get(number, f"signal {number}"))

@@ -10,7 +10,7 @@ is served.
 from __future__ import annotations
 
 from greeterd import varlink
-from greeterd.speedups import posix, sockets
+from greeterd.speedups import sockets, syscalls
 from greeterd.tally import peer_credentials
 
 TYPE_CHECKING = False
@@ -74,7 +74,7 @@ class VarlinkSessions:
 
     def close(self, fd: int) -> None:
         del self._connections[fd]
-        posix.close(fd)
+        syscalls.close(fd)
 
 
 def _send_whole(fd: int, replies: bytes) -> bool:
@@ -83,6 +83,6 @@ def _send_whole(fd: int, replies: bytes) -> bool:
     if not replies:
         return True
     try:
-        return posix.write(fd, replies) == len(replies)
+        return syscalls.write(fd, replies) == len(replies)
     except OSError:
         return False
