@@ -10,9 +10,8 @@ from __future__ import annotations
 import sys
 
 from greeterd import protocol
-from greeterd.protocol import ProtocolError
+from greeterd.lines import LINE_REPLIES, UNKNOWN_PEER, answer, ucred
 from greeterd.speedups import sockets, syscalls
-from greeterd.tally import UNKNOWN_PEER, ucred
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,12 +57,7 @@ class Datagrams:
             if not sender:  # an unbound client has no address to reply to: the log only
                 tally.refusal(peer, _UNBOUND, message)
                 continue
-            try:
-                reply = protocol.format_reply(protocol.parse_message(message))
-                tally.greeted += 1
-            except ProtocolError as error:
-                reply = protocol.format_error(error.reason)
-                tally.refusal(peer, error.reason, message)
+            reply = answer(tally, protocol.parse_message, message, peer, LINE_REPLIES)
             try:
                 sock.sendto(reply, sockets.MSG_DONTWAIT, sender)
             except OSError:

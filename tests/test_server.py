@@ -348,7 +348,7 @@ def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve, ope
             for client in clients:
                 client.close()
             wait_for(lambda: running.server.waiting == 1, what="all but the silent one gone")
-        assert running.server._waiting.queued() <= 2 * 1 + waiting.DEADLINE_SLACK
+        assert running.server.waiting_clients.queued() <= 2 * 1 + waiting.DEADLINE_SLACK
         assert greet(running.path) == HELLO
         silent.settimeout(10)
         assert read_reply(silent) == protocol.format_error(protocol.TIMED_OUT)
