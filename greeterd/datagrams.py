@@ -1,8 +1,10 @@
 """Datagram sockets: one datagram in, one datagram back to its sender, no connection.
 
-A datagram takes no fd and holds no place, so neither the client cap nor an EMFILE back-off
-stops them (those close the server's accept gate, which is for connections); only stopping
-does. The server imports this module only when systemd passes a datagram socket.
+Each is answered by lines.answer(), as every kind of client is, with the sender's
+credentials from its SCM_CREDENTIALS. A datagram takes no fd and holds no place, so neither
+the client cap nor an EMFILE back-off stops them (those close the server's accept gate, which
+is for connections); only stopping does. The server imports this module only when systemd
+passes a datagram socket.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """The loop and the accept loop every listening socket shares: one thread, epoll, no asyncio.
 
-It serves every kind of endpoint activation.py adopts, each through its module: lines.py
-answers line-protocol clients (stream and seqpacket), sessions.py Varlink connections and
-datagrams.py datagrams (both imported only when such a socket is served); a single connection
-passed with Accept=yes is a line client, and the loop returns once it is served. lifecycle.py
-decides when timers fall due and whether the accept gate is open; waiting.py keeps the clients
-still sending, by fd, with their deadlines; tally.py counts and logs what was done.
-
-Shape, chosen for throughput and cold-start time (README, Performance): no asyncio (its import
-alone costs several interpreter start-ups, and start_unix_server() would call listen() again on
-systemd's socket), one epoll set, and a fast path that answers right after accept() when the
-name has already arrived, which is how nearly every client behaves.
+Each kind of client has its module: lines.py answers line-protocol clients (stream,
+seqpacket, and the one connection passed with Accept=yes, after which the loop returns),
+sessions.py Varlink connections and datagrams.py datagrams (both imported only when such a
+socket is served). No asyncio: its import alone costs several interpreter start-ups, and
+start_unix_server() would call listen() again on systemd's socket (README, Performance).
 
 Bounds per client: READ_TIMEOUT from accept to a whole request, at most
 protocol.MAX_REQUEST_BYTES buffered, MAX_CONNECTIONS waited for at once. One client's fault
@@ -63,9 +57,6 @@ EVENTS_PER_POLL = 256
 #: 100% CPU. trio's serve_listeners uses the same 100 ms.
 ACCEPT_BACKOFF = 0.1
 
-#: Seconds between STATUS= updates to systemd while greetings are being served.
-STATUS_INTERVAL = 1.0
-
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
@@ -110,10 +101,7 @@ class Server:
         self._failures = 0  # accept() failures in a row
         self._wakeup_fd = -1
         self._timers = Timers(
-            self.clock(),
-            watchdog_interval=watchdog_interval,
-            status_interval=STATUS_INTERVAL,
-            exit_idle_time=exit_idle_time,
+            self.clock(), watchdog_interval=watchdog_interval, exit_idle_time=exit_idle_time
         )
         # (accept call, type of the sockets it accepts, whether they speak Varlink) by fd
         self._listening = {
@@ -144,10 +132,6 @@ class Server:
     refused = property(lambda self: self.tally.refused)
     lost = property(lambda self: self.tally.lost, doc="Clients that left before an answer.")
     waiting = property(lambda self: len(self.waiting_clients), doc="Clients waited for.")
-
-    def status(self) -> str:
-        """One line on what the server has done, for STATUS= and the log."""
-        return self.tally.status(self.waiting)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -203,8 +187,9 @@ class Server:
         self._watch(self._datagram_socks, False)
         if self._sessions is not None:
             self._sessions.stop()  # answers the calls already sent, then ends each connection
-        self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {self.status()}")
-        self.log.info(f"stopping ({why}): {self.status()}")
+        status = self.tally.status(self.waiting)
+        self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {status}")
+        self.log.info(f"stopping ({why}): {status}")
 
     def _on_wakeup(self) -> None:
         received = syscalls.read(self._wakeup_fd, 64)
