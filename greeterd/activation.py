@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import stat
 
-from greeterd.speedups import posix, sockets, unsetenv
+from greeterd.speedups import sockets, syscalls, unsetenv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def inherited_endpoints(environ: MutableMapping[str, str]) -> list[Endpoint]:
     not to ignore.
     """
     try:
-        passed = listen_fds(environ, posix.getpid())
+        passed = listen_fds(environ, syscalls.getpid())
     finally:
         for variable in LISTEN_VARIABLES:
             environ.pop(variable, None)
@@ -148,7 +148,7 @@ def adopt(fd: int, name: str) -> Endpoint:
     names it "connection"). Anything else is refused by name.
     """
     try:
-        posix.set_inheritable(fd, False)  # as sd_listen_fds(3) does: no child inherits it
+        syscalls.set_inheritable(fd, False)  # as sd_listen_fds(3) does: no child inherits it
         sock = sockets.socket(fileno=fd)  # detects family and type without a dup()
     except OSError as error:
         raise ActivationError(f"fd {fd} ({name}) is not a socket ({error.strerror})") from None
@@ -207,7 +207,7 @@ class BoundListener:
             raise ActivationError(f"cannot bind {path!r}: not a path in the file system")
         _remove_stale_socket(path)
         self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
-        previous_umask = posix.umask(0o777 & ~SOCKET_MODE)  # no window with a wrong mode
+        previous_umask = syscalls.umask(0o777 & ~SOCKET_MODE)  # no window with a wrong mode
         try:
             self.sock.bind(path)
         except OSError as error:
@@ -215,8 +215,8 @@ class BoundListener:
             # strerror is None for what Python refuses itself ("AF_UNIX path too long").
             raise ActivationError(f"cannot bind {path}: {error.strerror or error}") from None
         finally:
-            posix.umask(previous_umask)
-        self._identity = _identity(posix.stat(path))
+            syscalls.umask(previous_umask)
+        self._identity = _identity(syscalls.stat(path))
         self.sock.listen(BACKLOG)
         self.sock.setblocking(False)
         self.endpoint = Endpoint(self.sock, "bound", LISTENER)
@@ -224,20 +224,20 @@ class BoundListener:
     def close(self) -> None:
         self.sock.close()
         try:
-            if _identity(posix.lstat(self.path)) == self._identity:
-                posix.unlink(self.path)
+            if _identity(syscalls.lstat(self.path)) == self._identity:
+                syscalls.unlink(self.path)
         except FileNotFoundError:
             pass
 
 
-def _identity(status: posix.stat_result) -> tuple[int, int]:
+def _identity(status: syscalls.stat_result) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
 def _remove_stale_socket(path: str) -> None:
     """Unlink ``path`` if it is a socket nobody listens on; refuse anything else in the way."""
     try:
-        status = posix.lstat(path)
+        status = syscalls.lstat(path)
     except FileNotFoundError:
         return
     except OSError as error:
@@ -250,7 +250,7 @@ def _remove_stale_socket(path: str) -> None:
         probe.connect(path)
     except ConnectionRefusedError:
         try:
-            posix.unlink(path)  # nobody listens: left behind by a server that died
+            syscalls.unlink(path)  # nobody listens: left behind by a server that died
         except OSError as error:  # a directory greeterd may not write to
             raise ActivationError(f"cannot remove stale {path}: {error.strerror}") from None
         return
@@ -308,7 +308,7 @@ def stderr_is_journal(environ: Mapping[str, str], stderr_fd: int = 2) -> bool:
     if not (_is_decimal(device) and _is_decimal(inode)):
         return False
     try:
-        status = posix.fstat(stderr_fd)
+        status = syscalls.fstat(stderr_fd)
     except OSError:
         return False
     return (status.st_dev, status.st_ino) == (int(device), int(inode))

@@ -74,16 +74,23 @@ class Command:
         summary: str,
         options: Sequence[Option],
         *,
-        description: str,
+        description: str | Callable[[], str],
         exit_statuses: Sequence[tuple[int, str]],
     ) -> None:
         self.prog = prog
         self.version = version
         self.summary = summary
         self.options = options
-        self.description = description
+        self._description = description
         self.exit_statuses = exit_statuses
         self._by_flag = {option.flag: option for option in options}
+
+    @property
+    def description(self) -> str:
+        """The paragraph of --help and the man page; a function makes it only when asked for,
+        so that what it quotes need not be imported at every start."""
+        described = self._description
+        return described if isinstance(described, str) else described()
 
     def parse(self, argv: Sequence[str], settings: object) -> None:
         """Set the attributes of ``settings`` named by the options in ``argv``.

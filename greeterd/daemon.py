@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from greeterd import __version__, activation, cli, folding, log, outlets, protocol, server
-from greeterd.speedups import environment, posix, signals
+from greeterd import __version__, activation, cli, log, outlets, protocol, server
+from greeterd.speedups import environment, set_wakeup_fd, signal, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +32,29 @@ class Settings:
     socket = protocol.DEFAULT_SOCKET
     exit_idle_time = DEFAULT_EXIT_IDLE_TIME
     log_level = "info"
+
+
+def _description() -> str:
+    """--help's paragraph. It quotes folding.py's limits, and folding.py is loaded at the first
+    refusal (tally.py), not at start: so is this."""
+    from greeterd import folding  # noqa: PLC0415 (only for --help and the man page)
+
+    return (
+        "Started by systemd through greeter.socket, greeterd adopts the sockets systemd passes "
+        "(LISTEN_FDS, named by LISTEN_FDNAMES) and only accepts and answers on them: listening "
+        "stream and seqpacket sockets, datagram sockets, or with Accept=yes one connection "
+        "(named 'connection'), after which it exits; a listening socket named 'varlink' "
+        "speaks Varlink (io.greeterd.Greeter). Otherwise it binds --socket itself. "
+        "Each client has "
+        f"{server.READ_TIMEOUT:g} s from connecting to send a name of at most "
+        f"{protocol.MAX_NAME_BYTES} bytes; at most {server.MAX_CONNECTIONS} clients are served "
+        "at once and more wait in the socket's backlog. Logs go to the journal under systemd, "
+        "to standard error otherwise, and never make greeterd wait: a line that cannot be "
+        "written at once is counted, and the next one says how many were lost. Past "
+        f"{folding.SINGLES_PER_KEY} refusals of one uid and reason in {folding.FOLD_WINDOW:g} s, "
+        "the rest of that time become one line with their count. SIGTERM stops accepting, "
+        "finishes the clients in flight and exits 0."
+    )
 
 
 COMMAND = cli.Command(
@@ -61,22 +84,7 @@ COMMAND = cli.Command(
             convert=cli.choice(*log.LEVELS),
         ),
     ],
-    description=(
-        "Started by systemd through greeter.socket, greeterd adopts the sockets systemd passes "
-        "(LISTEN_FDS, named by LISTEN_FDNAMES) and only accepts and answers on them: listening "
-        "stream and seqpacket sockets, datagram sockets, or with Accept=yes one connection "
-        "(named 'connection'), after which it exits; a listening socket named 'varlink' "
-        "speaks Varlink (io.greeterd.Greeter). Otherwise it binds --socket itself. "
-        "Each client has "
-        f"{server.READ_TIMEOUT:g} s from connecting to send a name of at most "
-        f"{protocol.MAX_NAME_BYTES} bytes; at most {server.MAX_CONNECTIONS} clients are served "
-        "at once and more wait in the socket's backlog. Logs go to the journal under systemd, "
-        "to standard error otherwise, and never make greeterd wait: a line that cannot be "
-        "written at once is counted, and the next one says how many were lost. Past "
-        f"{folding.SINGLES_PER_KEY} refusals of one uid and reason in {folding.FOLD_WINDOW:g} s, "
-        "the rest of that time become one line with their count. SIGTERM stops accepting, "
-        "finishes the clients in flight and exits 0."
-    ),
+    description=_description,
     exit_statuses=[
         (EX_OK, "stopped by SIGTERM or after --exit-idle-time"),
         (cli.EX_USAGE, "bad command line"),
@@ -101,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = log.Log(log.LEVELS[settings.log_level], outlet)
     try:
         inherited = activation.inherited_endpoints(environ)
-        watchdog = activation.watchdog_interval(environ, posix.getpid())
+        watchdog = activation.watchdog_interval(environ, syscalls.getpid())
     except activation.ActivationError as error:
         logger.error(f"cannot start: {error}")
         return EX_CONFIG
@@ -131,10 +139,10 @@ def _serve(
     greeter = server.Server(
         endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )
-    read_fd, write_fd = posix.pipe2(posix.O_NONBLOCK | posix.O_CLOEXEC)
-    signals.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    read_fd, write_fd = syscalls.pipe2(syscalls.O_NONBLOCK | syscalls.O_CLOEXEC)
+    set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for signum in server.STOP_SIGNALS:
-        signals.signal(signum, _wake_loop)
+        signal(signum, _wake_loop)
     greeter.watch_wakeup_fd(read_fd)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
     notify(f"READY=1\nSTATUS=Greeting on {where}")

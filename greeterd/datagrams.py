@@ -1,8 +1,10 @@
 """Datagram sockets: one datagram in, one datagram back to its sender, no connection.
 
-A datagram takes no fd and holds no place, so neither the client cap nor an EMFILE back-off
-stops them (those close the server's accept gate, which is for connections); only stopping
-does. The server imports this module only when systemd passes a datagram socket.
+Each is answered by lines.answer(), as every kind of client is, with the sender's
+credentials from its SCM_CREDENTIALS. A datagram takes no fd and holds no place, so neither
+the client cap nor an EMFILE back-off stops them (those close the server's accept gate, which
+is for connections); only stopping does. The server imports this module only when systemd
+passes a datagram socket.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import sys
 
 from greeterd import protocol
-from greeterd.protocol import ProtocolError
-from greeterd.speedups import posix, sockets
-from greeterd.tally import UNKNOWN_PEER, ucred
+from greeterd.lines import LINE_REPLIES, UNKNOWN_PEER, answer, ucred
+from greeterd.speedups import sockets, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,12 +59,7 @@ class Datagrams:
             if not sender:  # an unbound client has no address to reply to: the log only
                 tally.refusal(peer, _UNBOUND, message)
                 continue
-            try:
-                reply = protocol.format_reply(protocol.parse_message(message))
-                tally.greeted += 1
-            except ProtocolError as error:
-                reply = protocol.format_error(error.reason)
-                tally.refusal(peer, error.reason, message)
+            reply = answer(tally, protocol.parse_message, message, peer, LINE_REPLIES)
             try:
                 sock.sendto(reply, sockets.MSG_DONTWAIT, sender)
             except OSError:
@@ -80,7 +76,7 @@ def sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, in
             continue
         if kind == sockets.SCM_RIGHTS:
             for start in range(0, len(data) - len(data) % 4, 4):
-                posix.close(int.from_bytes(data[start : start + 4], sys.byteorder, signed=True))
+                syscalls.close(int.from_bytes(data[start : start + 4], sys.byteorder, signed=True))
         elif kind == sockets.SCM_CREDENTIALS and len(data) >= 12:
             peer = ucred(data)
     return peer

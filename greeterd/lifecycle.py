@@ -11,6 +11,9 @@ call, so tests drive both objects with exact times instead of sleeping.
 
 from __future__ import annotations
 
+#: Seconds between STATUS= updates to systemd while greetings are being served.
+STATUS_INTERVAL = 1.0
+
 
 class Timers:
     """The loop's periodic duties. ``watchdog_interval`` None: no watchdog; ``exit_idle_time``
@@ -21,7 +24,7 @@ class Timers:
         now: float,
         *,
         watchdog_interval: float | None,
-        status_interval: float,
+        status_interval: float = STATUS_INTERVAL,
         exit_idle_time: float,
     ) -> None:
         self.watchdog_interval = watchdog_interval

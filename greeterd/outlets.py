@@ -16,7 +16,7 @@ import select
 import stat
 
 from greeterd.speedups import notify as blocking_notify
-from greeterd.speedups import posix, sockets
+from greeterd.speedups import sockets, syscalls
 
 #: Where journald reads native-protocol entries (systemd's "Native Journal Protocol").
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -98,13 +98,13 @@ class JournalOutlet(DatagramOutlet):
         import fcntl  # noqa: PLC0415 (never needed for greeterd's own lines)
 
         try:
-            memfd = posix.memfd_create(
-                "greeterd-journal", posix.MFD_CLOEXEC | posix.MFD_ALLOW_SEALING
+            memfd = syscalls.memfd_create(
+                "greeterd-journal", syscalls.MFD_CLOEXEC | syscalls.MFD_ALLOW_SEALING
             )
         except OSError:
             return False
         try:
-            posix.write(memfd, data)
+            syscalls.write(memfd, data)
             seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
             fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, seals)
             rights = [(sockets.SOL_SOCKET, sockets.SCM_RIGHTS, memfd.to_bytes(4, "little"))]
@@ -112,7 +112,7 @@ class JournalOutlet(DatagramOutlet):
         except OSError:
             return False
         finally:
-            posix.close(memfd)
+            syscalls.close(memfd)
         return True
 
 
@@ -134,17 +134,15 @@ class StreamOutlet:
         self._own_fd: int | None = None
         self._poll_first = False
         try:
-            mode = posix.fstat(fd).st_mode
+            mode = syscalls.fstat(fd).st_mode
         except OSError:
             return  # no standard error: every write fails and is counted
         if stat.S_ISSOCK(mode):
-            self._socket = sockets.socket(fileno=posix.dup(fd))
+            self._socket = sockets.socket(fileno=syscalls.dup(fd))
         elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
             try:
-                self._own_fd = posix.open(
-                    f"/proc/self/fd/{fd}",
-                    posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC | posix.O_NOCTTY,
-                )
+                flags = syscalls.O_WRONLY | syscalls.O_NONBLOCK | syscalls.O_CLOEXEC
+                self._own_fd = syscalls.open(f"/proc/self/fd/{fd}", flags | syscalls.O_NOCTTY)
             except OSError:
                 # No /proc: ask poll() before each write instead (the pipe could fill between
                 # the two only if another process writes to it at that moment).
@@ -160,7 +158,7 @@ class StreamOutlet:
             if self._poll_first and not _writable(self.fd, 0.0):
                 return False
             fd = self.fd if self._own_fd is None else self._own_fd
-            return posix.write(fd, data) == len(data)
+            return syscalls.write(fd, data) == len(data)
         except OSError:  # BlockingIOError: the reader is behind; anything else: it is gone
             return False
 
@@ -168,7 +166,7 @@ class StreamOutlet:
         if self._socket is not None:
             self._socket.close()
         if self._own_fd is not None:
-            posix.close(self._own_fd)
+            syscalls.close(self._own_fd)
 
 
 class Notifier:

@@ -3,14 +3,19 @@
 Each saves start-up time or time per greeting (README, Performance), and each has a public
 fallback, so that a Python without it makes greeterd slower, never broken:
 
-- ``_socket``, the C half of ``socket``: importing socket.py builds four enums and loads
-  selectors, about 6 ms, a third of a cold start. Its socket type is the base of socket.py's.
-- ``_signal``, the C half of ``signal``, whose Python half builds enums too.
-- ``posix``, the C half of ``os``: os.py builds ``os.environ`` on ``_collections_abc``, about
-  1 ms of a cold start, and greeterd calls nothing os.py adds. Its ``environ`` holds bytes;
-  environment() gives the ``str`` view os.environ would.
-- ``_socket.socket._accept()``, the C call ``socket.accept()`` wraps: it returns the bare fd,
-  and the wrapper's conversion of family and type to enums costs about 1 µs of a greeting.
+- ``_socket``, the C half of ``socket``, exported as ``sockets``: importing socket.py builds
+  four enums and loads selectors, about 6 ms, a third of a cold start. Its socket type is the
+  base of socket.py's.
+- ``_signal``, the C half of ``signal``, whose Python half builds enums too: exported are the
+  four names greeterd uses, ``signal``, ``set_wakeup_fd``, ``SIGTERM`` and ``SIGINT``.
+- ``posix``, the C half of ``os``, exported as ``syscalls``: os.py builds ``os.environ`` on
+  ``_collections_abc``, about 1 ms of a cold start, and greeterd calls nothing os.py adds. Its
+  ``environ`` holds bytes; environment() gives the ``str`` view os.environ would.
+- ``_socket.socket._accept()``, the C call ``socket.accept()`` wraps, behind accepter(): it
+  returns the bare fd, and the wrapper's conversion of family and type to enums costs about
+  1 µs of a greeting.
+
+No other module names these four: they import what they use from here.
 
 ``PRIVATE`` says which of them this interpreter has; tests/test_speedups.py checks that every
 one is there on the Python running the tests, and that each fallback does the same job.
@@ -24,70 +29,84 @@ from __future__ import annotations
 
 import sys
 
+# What the other modules use, under names that say what it is, typed as what runs: typeshed's
+# _socket and posix stubs, so mypy rejects a name only socket.py or os.py has (os.makedirs,
+# socket.create_connection), which would fail here at run time. Each fallback has every name
+# of the private module it replaces, so these types hold for it too. typeshed has no stub for
+# _signal: the four names greeterd takes from it are declared with signal.pyi's types, which fit
+# them, except that its constants are plain ints where signal.py's are enum members.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket as sockets
-    import os as posix  # posix's functions, with the stubs os has
-    import signal as signals  # _signal's functions, with the stubs signal.py has
+    import posix as syscalls
     from collections.abc import Callable
+    from signal import set_wakeup_fd, signal
     from typing import Any
+
+    SIGINT: int
+    SIGTERM: int
 else:
     try:
         import _socket as sockets
     except ImportError:
         import socket as sockets
     try:
-        import _signal as signals
+        from _signal import SIGINT, SIGTERM, set_wakeup_fd, signal
     except ImportError:
-        import signal as signals
+        from signal import SIGINT, SIGTERM, set_wakeup_fd, signal
     try:
-        import posix
+        import posix as syscalls
     except ImportError:
-        import os as posix
+        import os as syscalls
 
 __all__ = [
     "PRIVATE",
+    "SIGINT",
+    "SIGTERM",
     "PublicAccepter",
     "accepter",
     "environment",
     "notify",
-    "posix",
-    "signals",
+    "set_wakeup_fd",
+    "signal",
     "sockets",
+    "syscalls",
     "unsetenv",
 ]
 
 #: Which private names this interpreter has: with one missing, greeterd takes the public way.
 PRIVATE: dict[str, bool] = {
     "_socket": sockets.__name__ == "_socket",
-    "_signal": signals.__name__ == "_signal",
+    "_signal": signal.__module__ == "_signal",  # signal.py wraps signal() in a function of its own
     "_socket.socket._accept": hasattr(sockets.socket, "_accept"),
-    "posix": posix.__name__ == "posix",
+    "posix": syscalls.__name__ == "posix",
 }
 
 
 def environment() -> dict[str, str]:
     """The environment as ``os.environ`` reads it: decoded with the file system encoding,
     undecodable bytes kept as surrogates."""
-    if posix.__name__ != "posix":
-        return dict(posix.environ)
+    if syscalls.__name__ != "posix":
+        import os  # noqa: PLC0415 (only where posix is missing)
+
+        return dict(os.environ)
     encoding = sys.getfilesystemencoding()
-    raw: dict[bytes, bytes] = posix.environ  # type: ignore[assignment]
     return {
         key.decode(encoding, "surrogateescape"): value.decode(encoding, "surrogateescape")
-        for key, value in raw.items()
+        for key, value in syscalls.environ.items()
     }
 
 
 def unsetenv(name: str) -> None:
     """Take ``name`` out of the process's environment, for children, and out of what
     environment() and os.environ read (posix.unsetenv() alone leaves it there)."""
-    if posix.__name__ == "posix":
-        raw: dict[bytes, bytes] = posix.environ  # type: ignore[assignment]
-        raw.pop(name.encode(sys.getfilesystemencoding(), "surrogateescape"), None)
-        posix.unsetenv(name)
+    if syscalls.__name__ == "posix":
+        syscalls.environ.pop(name.encode(sys.getfilesystemencoding(), "surrogateescape"), None)
+        syscalls.unsetenv(name)
     else:
-        posix.environ.pop(name, None)  # os.environ unsets it too
+        import os  # noqa: PLC0415 (only where posix is missing)
+
+        os.environ.pop(name, None)  # os.environ unsets it too
 
 
 def notify(state: str) -> object:
@@ -113,7 +132,7 @@ class PublicAccepter:
     def __init__(self, listener: sockets.socket) -> None:
         import socket  # noqa: PLC0415 (only where the private call is missing)
 
-        duplicate = posix.dup(listener.fileno())
+        duplicate = syscalls.dup(listener.fileno())
         self._public = socket.socket(listener.family, listener.type, listener.proto, duplicate)
 
     def __call__(self) -> tuple[int, Any]:

@@ -1,26 +1,23 @@
 """What the server has done, counted, and the one place a refusal becomes a log line.
 
-Line clients, Varlink calls and datagrams each count their greetings here and report their
-refusals here, so STATUS=, the stop line and the journal agree whichever way a request came,
-and folding (folding.py) sees every refusal of a peer, on any endpoint.
+Line clients, Varlink calls and datagrams are all answered by lines.answer(), which counts
+each greeting here and reports each refusal here, so STATUS=, the stop line and the journal
+agree whichever way a request came, and folding (folding.py) sees every refusal of a peer, on
+any endpoint. A refusal comes with its peer's credentials as numbers: asking a socket for them
+is lines.py's business. folding.py is imported at the first refusal, so a start that refuses
+no one does not pay for it.
 """
 
 from __future__ import annotations
 
-import sys
-
 from greeterd import protocol
-from greeterd.folding import OTHERS, RefusalFolder
-from greeterd.speedups import sockets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from greeterd.folding import RefusalFolder
     from greeterd.log import Log
-
-#: (pid, uid, gid) of a peer whose credentials the kernel did not give.
-UNKNOWN_PEER = (-1, -1, -1)
 
 
 class Tally:
@@ -36,17 +33,22 @@ class Tally:
         self.lost = 0  # clients that left before an answer could reach them
         self._log = log
         self._clock = clock
-        self._folder = RefusalFolder()
+        self._folder: RefusalFolder | None = None  # made at the first refusal
+        self._reported = (0, 0)  # (greeted, refused) in the last report()
 
     @property
     def next_due(self) -> float | None:
         """When the next folded summary is due, if one is pending."""
-        return self._folder.next_due
+        return None if self._folder is None else self._folder.next_due
 
     def refusal(self, peer: tuple[int, int, int], reason: str, received: bytes | str) -> None:
         """Count a refusal and log it, or fold it into its uid's summary (folding.py)."""
         pid, uid, gid = peer
         self.refused += 1
+        if self._folder is None:
+            from greeterd.folding import RefusalFolder  # noqa: PLC0415 (at the first refusal)
+
+            self._folder = RefusalFolder()
         if not self._folder.refused(self._clock(), uid, reason):
             return
         described = protocol.describe(received)
@@ -61,39 +63,39 @@ class Tally:
 
     def summarise(self, now: float) -> None:
         """Log the summaries whose window has ended by ``now``."""
-        self._log_summaries(self._folder.due(now))
+        if self._folder is not None:
+            self._log_summaries(self._folder, self._folder.due(now))
 
     def flush(self) -> None:
         """Log every pending summary: the server is stopping."""
-        self._log_summaries(self._folder.flush())
+        if self._folder is not None:
+            self._log_summaries(self._folder, self._folder.flush())
 
-    def _log_summaries(self, summaries: list[tuple[int | None, str, int]]) -> None:
+    def _log_summaries(
+        self, folder: RefusalFolder, summaries: list[tuple[int | None, str, int]]
+    ) -> None:
+        from greeterd.folding import OTHERS  # noqa: PLC0415 (loaded with the folder)
+
         for uid, reason, repeats in summaries:
             who = "other peers" if uid is OTHERS else f"uid {uid}"
             self._log.notice(
                 f"refused {repeats} more requests from {who} within "
-                f"{self._folder.window:g}s: {reason} (GREETER_REPEATS={repeats})",
+                f"{folder.window:g}s: {reason} (GREETER_REPEATS={repeats})",
                 reason=reason,
                 peer_uid="other" if uid is OTHERS else uid,
                 repeats=repeats,
             )
 
+    def status(self, waiting: int) -> str:
+        """One line on what the server has done, for STATUS= and the log."""
+        return f"{self.greeted} greeted, {self.refused} refused, {waiting} waiting"
 
-def peer_credentials(sock: sockets.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of a connected client, from SO_PEERCRED, or UNKNOWN_PEER."""
-    try:
-        return ucred(sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, 12))
-    except OSError:
-        return UNKNOWN_PEER
+    @property
+    def news(self) -> bool:
+        """Greetings or refusals since the last report()."""
+        return self._reported != (self.greeted, self.refused)
 
-
-def ucred(raw: bytes) -> tuple[int, int, int]:
-    """(pid, uid, gid) from a struct ucred (SO_PEERCRED, SCM_CREDENTIALS)."""
-    pid, uid, gid = (int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8))
-    return pid, uid, gid
-
-
-def describe_peer(sock: sockets.socket) -> str:
-    """'pid 42 uid 1000', for debug lines."""
-    pid, uid, _ = peer_credentials(sock)
-    return f"pid {pid} uid {uid}"
+    def report(self, waiting: int) -> str:
+        """status(), remembered as reported: no news until the counts change again."""
+        self._reported = (self.greeted, self.refused)
+        return self.status(waiting)

@@ -2,6 +2,9 @@
 
 Pure, like protocol.py: no sockets, no logging, no clock. The server only moves bytes:
 sessions.py feeds what a connection sends to Connection.receive() and writes back the replies.
+A Greet call's name is judged by the function receive() is given (sessions.py gives
+lines.answer(), which answers every kind of client), and its verdict written with greeting()
+or invalid_name().
 
 Varlink (varlink.org) is what systemd's own services speak (hostnamed, userdbd, resolved):
 each message is one JSON object ended by a NUL byte, a connection carries any number of calls
@@ -28,7 +31,11 @@ from greeterd import __version__, protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    #: The answer to Greet(name): greeting(name), or invalid_name(reason) for a refused name.
+    Greet = Callable[[str], dict[str, Any]]
 
 INTERFACE = "io.greeterd.Greeter"
 SERVICE = "org.varlink.service"
@@ -106,17 +113,14 @@ INVALID_PARAMETER = f"{SERVICE}.InvalidParameter"
 
 
 class Received:
-    """What a connection's bytes called for: replies to send, and what to count and log."""
+    """What a connection's bytes called for: the replies to send, and how many calls."""
 
-    __slots__ = ("calls", "greeted", "refused", "replies")
+    __slots__ = ("calls", "replies")
 
     def __init__(self) -> None:
         self.replies = b""
         #: Whole calls taken, answered or oneway: what earns a connection more time.
         self.calls = 0
-        self.greeted = 0
-        #: (reason, name) of each name refused, as the line protocol's refusals are logged.
-        self.refused: list[tuple[str, str]] = []
 
 
 class Connection:
@@ -127,9 +131,9 @@ class Connection:
         #: The peer broke the framing or the size cap: send the replies, then close.
         self.closing = False
 
-    def receive(self, data: bytes) -> Received:
-        """Take bytes from the peer: the replies to send (in order, NUL-ended), how many names
-        were greeted, and (reason, name) for each name refused (InvalidName), for the log."""
+    def receive(self, data: bytes, greet: Greet) -> Received:
+        """Take bytes from the peer: the replies to send (in order, NUL-ended) and how many
+        calls were whole. ``greet`` answers each Greet call's name, oneway ones included."""
         received = Received()
         if self.closing:
             return received
@@ -141,13 +145,9 @@ class Connection:
                 self._break()
                 break
             received.calls += 1
-            answer, refused = dispatch(call)
+            answer = dispatch(call, greet)
             if call.get("oneway") is not True:  # a oneway call gets no reply, errors included
                 replies.append(encode(answer))
-            if refused is not None:
-                received.refused.append((refused, call["parameters"]["name"]))
-            elif call["method"] == GREET and "error" not in answer:  # not InvalidParameter
-                received.greeted += 1
         if len(self._partial) >= MAX_MESSAGE_BYTES:
             self._break()
         received.replies = b"".join(replies)
@@ -179,18 +179,19 @@ def encode(reply: dict[str, Any]) -> bytes:
     return text.encode("utf-8", "backslashreplace") + b"\0"
 
 
-def dispatch(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """The answer to one call (a reply or an error) and, for a refused name, its reason."""
+def dispatch(call: dict[str, Any], greet: Greet) -> dict[str, Any]:
+    """The answer to one call: a reply or an error. ``greet`` answers a Greet call whose
+    parameters are right."""
     problem = _problem(call)
     if problem is not None:
-        return problem, None
+        return problem
     interface, _, name = call["method"].rpartition(".")
     parameters = call.get("parameters", {})
     if interface == INTERFACE:
-        return _greet(parameters["name"])
+        return greet(parameters["name"])
     if name == "GetInfo":
-        return {"parameters": INFO}, None
-    return _describe(parameters["interface"]), None
+        return {"parameters": INFO}
+    return _describe(parameters["interface"])
 
 
 def _problem(call: dict[str, Any]) -> dict[str, Any] | None:
@@ -226,12 +227,18 @@ def _describe(interface: str) -> dict[str, Any]:
     return {"parameters": {"description": DESCRIPTIONS[interface]}}
 
 
-def _greet(name: str) -> tuple[dict[str, Any], str | None]:
-    try:
-        checked = protocol.parse_text_name(name)
-    except protocol.ProtocolError as refusal:
-        return error(INVALID_NAME, reason=refusal.reason), refusal.reason
-    return {"parameters": {"greeting": protocol.greeting(checked)}}, None
+def greeting(name: str) -> dict[str, Any]:
+    """Greet's reply for a name the line protocol's checks accepted."""
+    return {"parameters": {"greeting": protocol.greeting(name)}}
+
+
+def invalid_name(reason: str) -> dict[str, Any]:
+    """Greet's error for a name the line protocol's checks refused, with their reason."""
+    return error(INVALID_NAME, reason=reason)
+
+
+#: Greet's replies, for lines.answer(): the greeting, or InvalidName.
+GREET_REPLIES = (greeting, invalid_name)
 
 
 def error(name: str, **parameters: str) -> dict[str, Any]:

@@ -2,13 +2,17 @@
 
 import resource
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
+from greeterd.activation import Endpoint
 from tests.support import (
     Activated,
+    Running,
     SelfBound,
+    listener,
     raise_open_files,
     remove_tree,
     short_temp_dir,
@@ -72,3 +76,21 @@ def open_files() -> Iterator[Callable[[int], None]]:
     saved = resource.getrlimit(resource.RLIMIT_NOFILE)
     yield raise_open_files
     resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+
+
+@pytest.fixture
+def serve(sock_dir: Path) -> Iterator[Callable[..., AbstractContextManager[Running]]]:
+    """serve(*endpoints, **settings): a Running server, stopped after the test; with no
+    endpoints, one stream listener in the test's directory."""
+    started: list[Running] = []
+
+    @contextmanager
+    def start(*endpoints: Endpoint, **settings: object) -> Iterator[Running]:
+        chosen = list(endpoints) or [listener(sock_dir / f"s{len(started)}.sock")]
+        running = Running(chosen, **settings)
+        started.append(running)
+        yield running
+
+    yield start
+    for running in started:
+        running.close()

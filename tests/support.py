@@ -309,3 +309,89 @@ def varlink_replies(sock: socket.socket, count: int) -> list[dict[str, Any]]:
 
 def error_line(reason: str) -> bytes:
     return protocol.format_error(reason)
+
+
+# -- A Server in a thread on real sockets: the harness of test_server, test_lines,
+# -- test_datagrams, test_sessions and test_tally (their ``serve`` fixture is in conftest.py).
+
+import threading  # noqa: E402 (this section's imports stay with it)
+
+from greeterd import log  # noqa: E402
+from greeterd.activation import DATAGRAM, LISTENER, VARLINK, Endpoint  # noqa: E402
+from greeterd.server import Server  # noqa: E402
+
+
+def listener(path: Path, kind: int = socket.SOCK_STREAM) -> Endpoint:
+    """A listening stream (or seqpacket) socket at ``path``, as systemd would pass it."""
+    sock = socket.socket(socket.AF_UNIX, kind)
+    sock.bind(str(path))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return Endpoint(sock, "test", LISTENER)
+
+
+def datagram_socket(path: Path, *, pass_credentials: bool = True) -> Endpoint:
+    """A bound datagram socket at ``path``; activation.adopt() sets SO_PASSCRED on these."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, int(pass_credentials))
+    sock.setblocking(False)
+    return Endpoint(sock, "datagram", DATAGRAM)
+
+
+def datagram_client(path: Path) -> socket.socket:
+    """A datagram socket bound to an abstract address (to be replied to), sending to ``path``."""
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    client.settimeout(5)
+    client.bind("")
+    client.connect(str(path))
+    return client
+
+
+class Running:
+    """A Server serving ``endpoints`` in a background thread, with what it logged and
+    notified; ``path`` is the first endpoint's socket path."""
+
+    def __init__(self, endpoints: list[Endpoint], **settings: object) -> None:
+        self.endpoints = endpoints
+        name = endpoints[0].sock.getsockname()
+        self.path = Path(name) if isinstance(name, str) and name else None
+        self.outlet = MemoryOutlet()
+        self.notified: list[str] = []
+        self.server = Server(
+            endpoints,
+            log.Log(log.DEBUG, self.outlet),
+            self.notified.append,
+            **settings,  # type: ignore[arg-type]
+        )
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK)
+        self.server.watch_wakeup_fd(self._wake_read)
+        self.thread = threading.Thread(target=self.server.run)
+        self.thread.start()
+
+    @property
+    def log(self) -> str:
+        return self.outlet.text
+
+    def sigterm(self) -> None:
+        """What signal.set_wakeup_fd does when SIGTERM arrives."""
+        os.write(self._wake_write, bytes([signal.SIGTERM]))
+
+    def join(self, timeout: float = 10.0) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the server loop did not return"
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.sigterm()
+            self.join()
+        for endpoint in self.endpoints:
+            endpoint.sock.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+
+def varlink_listener(path: Path) -> Endpoint:
+    """A listening stream socket named "varlink", as greeter-varlink.socket passes it."""
+    endpoint = listener(path)
+    return Endpoint(endpoint.sock, "varlink", VARLINK)

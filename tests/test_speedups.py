@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from greeterd import speedups
-from tests.support import connect
+from tests.support import ROOT, connect
 
 #: Prints whether speedups.environment() reads what os.environ reads.
 COMPARE_ENVIRONMENT = """
@@ -71,3 +71,58 @@ def test_unsetenv_leaves_the_name_neither_in_the_process_nor_in_os_environ(monke
     assert "GREETERD_TEST" not in speedups.environment()
     child = subprocess.run(["env"], capture_output=True, text=True, check=True, timeout=60)
     assert "GREETERD_TEST=" not in child.stdout
+
+
+#: A module that uses speedups' exports correctly: mypy must pass it.
+USES_WHAT_RUNS = """
+from greeterd.speedups import SIGTERM, set_wakeup_fd, signal, sockets, syscalls
+
+syscalls.mkdir("/nonexistent")
+sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM).close()
+signal(SIGTERM, lambda signum, frame: None)
+set_wakeup_fd(-1)
+"""
+
+#: Names that exist only in the public modules (os.py, socket.py, signal.py): each fails at run
+#: time on greeterd's private modules, so mypy must reject each.
+USES_PUBLIC_ONLY = {
+    "makedirs": 'from greeterd.speedups import syscalls\nsyscalls.makedirs("/nonexistent")\n',
+    "create_connection": (
+        'from greeterd.speedups import sockets\nsockets.create_connection(("::1", 1))\n'
+    ),
+    "name": "from greeterd.speedups import SIGTERM\nprint(SIGTERM.name)\n",  # an enum's, not int's
+}
+
+
+def test_mypy_holds_speedups_exports_to_what_runs(tmp_path):
+    """speedups' exports are typed as the private modules they are at run time (typeshed's
+    posix and _socket stubs), not as os and socket: mypy passes what posix, _socket and _signal
+    have, and rejects os.makedirs, socket.create_connection and signal.SIGTERM.name (_signal's
+    SIGTERM is a plain int) through them."""
+    (tmp_path / "uses_what_runs.py").write_text(USES_WHAT_RUNS)
+    for name, source in USES_PUBLIC_ONLY.items():
+        (tmp_path / f"uses_{name}.py").write_text(source)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *sorted(str(path) for path in tmp_path.glob("*.py")),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "MYPYPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert not [line for line in errors if "uses_what_runs.py" in line], done.stdout
+    for name in USES_PUBLIC_ONLY:
+        assert any(f"uses_{name}.py" in line and f'"{name}"' in line for line in errors), (
+            f"mypy accepted {name} through speedups:\n{done.stdout}"
+        )

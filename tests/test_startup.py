@@ -9,7 +9,8 @@ from tests.support import ROOT
 # enums and load selectors and collections; array loads collections.abc; os builds os.environ
 # on _collections_abc; systemd-python loads libsystemd; site runs .pth files; the rest are large.
 # json (with greeterd.varlink and greeterd.sessions) is imported only when a Varlink socket is
-# served, greeterd.datagrams only when a datagram socket is.
+# served, greeterd.datagrams only when a datagram socket is, greeterd.folding at the first
+# refusal (or for --help).
 NOT_AT_START_UP = {
     "argparse",
     "array",
@@ -17,6 +18,7 @@ NOT_AT_START_UP = {
     "collections.abc",
     "enum",
     "greeterd.datagrams",
+    "greeterd.folding",
     "greeterd.sessions",
     "greeterd.varlink",
     "json",

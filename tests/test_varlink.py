@@ -1,6 +1,8 @@
-"""The Varlink module, pure: calls as bytes in, replies as bytes out."""
+"""The Varlink module, pure: calls as bytes in, replies as bytes out. Greet calls are answered
+as sessions.py has them answered, by lines.answer() into a real Tally."""
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -8,6 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from greeterd import __version__, protocol, varlink
+from greeterd.lines import UNKNOWN_PEER, answer
+from greeterd.log import DEBUG, Log
+from greeterd.tally import Tally
+from tests.support import MemoryOutlet
 
 
 def call(method: str, **fields) -> bytes:
@@ -24,15 +30,33 @@ def replies(data: bytes) -> list[dict[str, Any]]:
     return [json.loads(message) for message in data.split(b"\0")[:-1]]
 
 
+class RecordingTally(Tally):
+    """A Tally that also keeps each refusal's (reason, what was received), in order."""
+
+    def __init__(self) -> None:
+        super().__init__(Log(DEBUG, MemoryOutlet()), time.monotonic)
+        self.refusals: list[tuple[str, bytes | str]] = []
+
+    def refusal(self, peer: tuple[int, int, int], reason: str, received: bytes | str) -> None:
+        self.refusals.append((reason, received))
+        super().refusal(peer, reason, received)
+
+
+def greeter(tally: Tally) -> "varlink.Greet":
+    """Greet's answer as sessions.py makes it, counted in ``tally``."""
+    return lambda name: answer(
+        tally, protocol.parse_text_name, name, UNKNOWN_PEER, varlink.GREET_REPLIES
+    )
+
+
 def exchange(*chunks: bytes) -> tuple[list[dict[str, Any]], list[str], bool]:
     """Feed ``chunks`` to one connection: every reply, every refused reason, and closing."""
-    connection = varlink.Connection()
-    sent, refused = b"", []
+    connection, tally = varlink.Connection(), RecordingTally()
+    sent = b""
     for chunk in chunks:
-        received = connection.receive(chunk)
+        received = connection.receive(chunk, greeter(tally))
         sent += received.replies
-        refused += [reason for reason, _ in received.refused]
-    return replies(sent), refused, connection.closing
+    return replies(sent), [reason for reason, _ in tally.refusals], connection.closing
 
 
 def test_greet_answers_hello_name():
@@ -50,12 +74,12 @@ def test_pipelined_calls_in_one_write_are_answered_in_order():
 def test_a_call_split_across_writes_is_answered_when_whole():
     """A call split anywhere, even inside a UTF-8 character, is answered once its NUL arrives."""
     message = greet("李小龍")
-    connection = varlink.Connection()
+    connection, tally = varlink.Connection(), Tally(Log(DEBUG, MemoryOutlet()), time.monotonic)
     for byte in range(len(message) - 1):
-        assert connection.receive(message[byte : byte + 1]).replies == b""
-    received = connection.receive(message[-1:])
+        assert connection.receive(message[byte : byte + 1], greeter(tally)).replies == b""
+    received = connection.receive(message[-1:], greeter(tally))
     assert replies(received.replies) == [{"parameters": {"greeting": "Hello, 李小龍"}}]
-    assert received.greeted == 1
+    assert tally.greeted == 1
     assert received.calls == 1
 
 
@@ -242,22 +266,27 @@ def test_any_call_gets_a_json_reply_and_the_connection_goes_on(interface, method
 
 def test_greetings_are_counted_and_refusals_carry_the_name():
     """The server counts greetings and logs each refusal with the name it refused."""
-    received = varlink.Connection().receive(greet("A") + greet("a\x1bb") + greet("B"))
-    assert received.greeted == 2
-    assert received.refused == [(protocol.CONTROL_CHARACTER, "a\x1bb")]
+    tally = RecordingTally()
+    received = varlink.Connection().receive(
+        greet("A") + greet("a\x1bb") + greet("B"), greeter(tally)
+    )
+    assert tally.greeted == 2
+    assert tally.refusals == [(protocol.CONTROL_CHARACTER, "a\x1bb")]
     assert received.calls == 3  # each whole call, refused or not, earns the connection time
 
 
 def test_only_greet_calls_that_greet_are_counted():
     """A Greet answered with an error (a parameter it does not know, more) greets no one."""
-    received = varlink.Connection().receive(
+    tally = RecordingTally()
+    varlink.Connection().receive(
         greet("A", more=True)
         + call("io.greeterd.Greeter.Greet", parameters={"name": "A", "title": "Dr"})
         + greet("B")
-        + greet("C", oneway=True)
+        + greet("C", oneway=True),
+        greeter(tally),
     )
-    assert received.greeted == 2  # B, and C though a oneway call gets no reply
-    assert received.refused == []
+    assert tally.greeted == 2  # B, and C though a oneway call gets no reply
+    assert tally.refusals == []
 
 
 def test_oneway_calls_get_no_reply_not_even_an_error():
@@ -266,7 +295,9 @@ def test_oneway_calls_get_no_reply_not_even_an_error():
     answered, refused, _ = exchange(greet("A", oneway=True) + greet("", oneway=True) + greet("B"))
     assert answered == [{"parameters": {"greeting": "Hello, B"}}]
     assert refused == [protocol.EMPTY]
-    assert varlink.Connection().receive(greet("A", oneway=True)).calls == 1
+    assert (
+        varlink.Connection().receive(greet("A", oneway=True), greeter(RecordingTally())).calls == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -292,12 +323,12 @@ def test_a_message_that_breaks_the_framing_closes_after_the_earlier_replies(brok
 def test_a_message_past_the_cap_closes_without_buffering_the_rest():
     """Without a NUL within MAX_MESSAGE_BYTES the connection is closing, and what follows is
     neither kept nor answered."""
-    connection = varlink.Connection()
-    connection.receive(b'{"method": "' + b"x" * (varlink.MAX_MESSAGE_BYTES - 100))
+    connection, greet_call = varlink.Connection(), greeter(RecordingTally())
+    connection.receive(b'{"method": "' + b"x" * (varlink.MAX_MESSAGE_BYTES - 100), greet_call)
     assert not connection.closing
-    assert connection.receive(b"x" * 200).replies == b""
+    assert connection.receive(b"x" * 200, greet_call).replies == b""
     assert connection.closing
-    assert connection.receive(b"x" * 10**6 + greet("A")).replies == b""
+    assert connection.receive(b"x" * 10**6 + greet("A"), greet_call).replies == b""
 
 
 def test_the_largest_valid_greet_fits_under_the_cap():

@@ -122,7 +122,7 @@ def main() -> int:
             "floor + greeterd's protocol module": lambda: accept_ready(
                 accept, never_park, answer_with_protocol
             ),
-            "greeterd (Server, one accept batch)": lambda: server._accept(fd),
+            "greeterd (Server, one accept batch)": lambda: server.accept_batch(fd),
         }
         times: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(rounds):
