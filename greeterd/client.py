@@ -34,7 +34,7 @@ EX_INTERRUPTED = 130  # Ctrl-C: killed by SIGINT, which shells report as 128 + 2
 #: milliseconds; the margin covers a busy machine and a queue of clients at activation.
 DEFAULT_TIMEOUT = 10.0
 
-#: --socket-type values and what they mean on the wire (README, Activation modes).
+#: --socket-type values and what they mean on the wire (docs/protocols.md).
 SOCKET_TYPES = {
     "stream": socket.SOCK_STREAM,  # a line, then the server closes
     "seqpacket": socket.SOCK_SEQPACKET,  # one message each way

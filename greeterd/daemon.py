@@ -2,7 +2,7 @@
 
 Only what the first greeting needs is imported before it is sent: no argparse, logging,
 asyncio, typing, os or systemd-python, and the C halves of socket and signal (speedups.py says
-why; README, Performance). The sd_notify(3) lifecycle: READY=1 once the socket
+why; docs/performance.md). The sd_notify(3) lifecycle: READY=1 once the socket
 is adopted, STATUS= while serving, STOPPING=1 on SIGTERM or exit-on-idle; exit 0 after a drain.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from greeterd import __version__, activation, cli, log, outlets, protocol, server
-from greeterd.speedups import environment, set_wakeup_fd, signal, syscalls
+from greeterd.speedups import SIGINT, SIGTERM, environment, set_wakeup_fd, signal, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,6 +24,10 @@ EX_CONFIG = 78
 
 #: Default for --exit-idle-time: stay up for good unless asked (the unit asks).
 DEFAULT_EXIT_IDLE_TIME = 0.0
+
+#: The signals that make greeterd drain and exit (routed to the loop's wakeup fd), with the
+#: names the stop is logged with; the signal module's enum would cost start-up time.
+STOP_SIGNALS: dict[int, str] = {SIGTERM: "SIGTERM", SIGINT: "SIGINT"}
 
 
 class Settings:
@@ -141,9 +145,9 @@ def _serve(
     )
     read_fd, write_fd = syscalls.pipe2(syscalls.O_NONBLOCK | syscalls.O_CLOEXEC)
     set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    for signum in server.STOP_SIGNALS:
+    for signum in STOP_SIGNALS:
         signal(signum, _wake_loop)
-    greeter.watch_wakeup_fd(read_fd)
+    greeter.watch_wakeup_fd(read_fd, STOP_SIGNALS)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
     notify(f"READY=1\nSTATUS=Greeting on {where}")
     if all(endpoint.kind == activation.CONNECTION for endpoint in endpoints):
@@ -165,7 +169,7 @@ def _raise_fd_limit(logger: log.Log) -> None:
     It runs once the clients that woke greeterd are served: they need not wait for the
     import of ``resource`` (an extension module, loaded from disk).
     """
-    import resource  # noqa: PLC0415 (after the first greetings: README, Performance)
+    import resource  # noqa: PLC0415 (after the first greetings: docs/performance.md)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= hard:

@@ -11,6 +11,8 @@ call, so tests drive both objects with exact times instead of sleeping.
 
 from __future__ import annotations
 
+import errno
+
 #: Seconds between STATUS= updates to systemd while greetings are being served.
 STATUS_INTERVAL = 1.0
 
@@ -70,6 +72,15 @@ class Timers:
         return self.exit_idle_time > 0 and idle
 
 
+#: Seconds accepting pauses after the kernel runs out of fds or memory (OUT_OF_RESOURCES): the
+#: pending connection stays readable, so retrying at once would spin at 100% CPU. trio's
+#: serve_listeners uses the same 100 ms.
+ACCEPT_BACKOFF = 0.1
+
+#: accept() errors that mean "out of resources": named, logged and survived (any other is a
+#: real fault and surfaces).
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
 #: Why the gate is closed: as many clients wait for their names as the server will hold.
 AT_CAP = "at the client cap"
 #: accept() ran out of fds or memory; the gate reopens at AcceptGate.resume_at.
@@ -89,6 +100,8 @@ class AcceptGate:
         self.open = True
         #: When BACKING_OFF ends, if it is set.
         self.resume_at: float | None = None
+        #: accept() failures since the last accept() that worked.
+        self.failures = 0
 
     def close(self, reason: str) -> bool:
         """Add ``reason``; return whether that closed an open gate."""
@@ -106,9 +119,16 @@ class AcceptGate:
         return self.open
 
     def back_off(self, until: float) -> bool:
-        """Close for BACKING_OFF until ``until``; return whether that closed an open gate."""
+        """An accept() failed for want of resources: count it and close for BACKING_OFF until
+        ``until`` (ACCEPT_BACKOFF from now); return whether that closed an open gate."""
+        self.failures += 1
         self.resume_at = until
         return self.close(BACKING_OFF)
+
+    def accepted(self) -> int:
+        """An accept() worked: return how many failed before it (0 nearly always)."""
+        failures, self.failures = self.failures, 0
+        return failures
 
     def back_off_over(self, now: float) -> bool:
         """If a back-off has run its time, end it; return whether that opened the gate."""

@@ -8,7 +8,7 @@ and the reply is one message.
 
 Daemon and client share this module, so the client refuses locally exactly what the daemon
 would refuse, and both quote the same limits. It imports nothing: the daemon loads it on every
-cold start (see the README's Performance section).
+cold start (see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _REPLY = REPLY_PREFIX + b"%b\n"  # one formatting, not two concatenations
 #: Longest reply either kind of line can be: clients read at most this much.
 MAX_REPLY_BYTES = len(REPLY_PREFIX) + MAX_NAME_BYTES + 1
 
-# The reasons a request is refused, sent as ``error: {reason}``; the README lists them.
+# The reasons a request is refused, sent as ``error: {reason}``; docs/protocols.md lists them.
 EMPTY = "empty name"
 INVALID_UTF8 = "invalid UTF-8"
 CONTROL_CHARACTER = "control character in name"

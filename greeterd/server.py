@@ -3,12 +3,11 @@
 Each kind of client has its module: lines.py answers line-protocol clients (stream,
 seqpacket, and the one connection passed with Accept=yes, after which the loop returns),
 sessions.py Varlink connections and datagrams.py datagrams (both imported only when such a
-socket is served). No asyncio: its import alone costs several interpreter start-ups, and
-start_unix_server() would call listen() again on systemd's socket (README, Performance).
-
-Bounds per client: READ_TIMEOUT from accept to a whole request, at most
-protocol.MAX_REQUEST_BYTES buffered, MAX_CONNECTIONS waited for at once. One client's fault
-becomes an error line, a log line and a close, never an exception out of the loop.
+socket is served). lifecycle.py says when timers fall due and whether to accept; waiting.py
+keeps the clients still sending. No asyncio: its import alone costs several interpreter
+start-ups, and start_unix_server() would call listen() again on systemd's socket
+(docs/performance.md). One client's fault becomes an error line, a log line and a close,
+never an exception out of the loop.
 """
 
 from __future__ import annotations
@@ -18,9 +17,16 @@ import select
 import time
 
 from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, VARLINK
-from greeterd.lifecycle import AT_CAP, STOPPING, AcceptGate, Timers
+from greeterd.lifecycle import (
+    ACCEPT_BACKOFF,
+    AT_CAP,
+    OUT_OF_RESOURCES,
+    STOPPING,
+    AcceptGate,
+    Timers,
+)
 from greeterd.lines import LineClients
-from greeterd.speedups import SIGINT, SIGTERM, accepter, sockets, syscalls
+from greeterd.speedups import accepter, sockets, syscalls
 from greeterd.tally import Tally
 from greeterd.waiting import WaitingClients
 
@@ -52,12 +58,6 @@ ACCEPT_BATCH = 256
 #: behind in the allocator's free lists once they are gone.
 EVENTS_PER_POLL = 256
 
-#: Seconds accepting pauses after the kernel runs out of fds or memory (EMFILE, ENFILE,
-#: ENOBUFS, ENOMEM): the pending connection stays readable, so retrying at once would spin at
-#: 100% CPU. trio's serve_listeners uses the same 100 ms.
-ACCEPT_BACKOFF = 0.1
-
-_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the kernel queueing it and accept(): nothing to serve.
 _CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
 _AF_UNIX = sockets.AF_UNIX
@@ -65,9 +65,6 @@ _IN = select.EPOLLIN
 # One deadline lane per timeout length (waiting.py says why): READ_TIMEOUT for every client's
 # first request, and the one deadline renewed, Varlink's between calls.
 _READ_LANE, _RENEWED_LANE = 0, 1
-#: The signals that make greeterd drain and exit (daemon.py routes them to the wakeup fd), with
-#: the names the stop is logged with; the signal module's enum would cost start-up time.
-STOP_SIGNALS: dict[int, str] = {SIGTERM: "SIGTERM", SIGINT: "SIGINT"}
 
 
 class Server:
@@ -98,8 +95,7 @@ class Server:
         self.stopping = False
         self._epoll = select.epoll()
         self._gate = AcceptGate()  # for connections: a datagram needs no fd
-        self._failures = 0  # accept() failures in a row
-        self._wakeup_fd = -1
+        self._wakeup_fd, self._signal_names = -1, dict[int, str]()
         self._timers = Timers(
             self.clock(), watchdog_interval=watchdog_interval, exit_idle_time=exit_idle_time
         )
@@ -172,9 +168,10 @@ class Server:
         for fd in self._datagram_socks:
             self._receive(fd)
 
-    def watch_wakeup_fd(self, fd: int) -> None:
-        """Stop (drain and return) when ``fd`` becomes readable: signal.set_wakeup_fd's pipe."""
-        self._wakeup_fd = fd
+    def watch_wakeup_fd(self, fd: int, signal_names: dict[int, str]) -> None:
+        """Stop (drain and return) when ``fd`` becomes readable: signal.set_wakeup_fd's pipe.
+        The stop is logged with the signal's name in ``signal_names``."""
+        self._wakeup_fd, self._signal_names = fd, signal_names
         self._epoll.register(fd, _IN)
 
     def stop(self, why: str) -> None:
@@ -195,7 +192,7 @@ class Server:
         received = syscalls.read(self._wakeup_fd, 64)
         if received:
             number = received[-1]
-            self.stop(STOP_SIGNALS.get(number, f"signal {number}"))
+            self.stop(self._signal_names.get(number, f"signal {number}"))
 
     def _poll_timeout(self, now: float) -> float:
         due = (
@@ -268,9 +265,8 @@ class Server:
                     continue
                 self._accept_failed(error)
                 break
-            if self._failures:
-                self.log.notice(f"accepting again after {self._failures} failed accept()s")
-                self._failures = 0
+            if self._gate.failures:
+                self.log.notice(f"accepting again after {self._gate.accepted()} failed accept()s")
             if sessions is not None:
                 sessions.open(client)
             else:
@@ -281,15 +277,14 @@ class Server:
 
     def _accept_failed(self, error: OSError) -> None:
         """Out of fds or memory: log once per burst and pause; anything else is a real fault."""
-        if error.errno not in _OUT_OF_RESOURCES:
+        if error.errno not in OUT_OF_RESOURCES:
             raise error
-        if not self._failures:
+        if not self._gate.failures:
             self.log.warning(
                 f"accept() failed: {error.strerror}; pausing {ACCEPT_BACKOFF:g}s at a time "
                 f"until it works again ({self.waiting} clients waiting)",
                 errno=errno.errorcode.get(error.errno or 0, error.errno),
             )
-        self._failures += 1
         if self._gate.back_off(self.clock() + ACCEPT_BACKOFF):
             self._watch(self._listening, False)
 

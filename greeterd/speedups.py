@@ -1,6 +1,6 @@
 """The private CPython names greeterd uses for speed, in one place.
 
-Each saves start-up time or time per greeting (README, Performance), and each has a public
+Each saves start-up time or time per greeting (docs/performance.md), and each has a public
 fallback, so that a Python without it makes greeterd slower, never broken:
 
 - ``_socket``, the C half of ``socket``, exported as ``sockets``: importing socket.py builds

@@ -13,7 +13,7 @@ that came after it.
 
 Why flat tables indexed by fd instead of one object per client: 5,000 idle clients then cost
 about 20 to 40 bytes each in a handful of buffers, and those are dropped as soon as the last
-client leaves, so the memory goes back to the system (README, Performance). One small Python
+client leaves, so the memory goes back to the system (docs/performance.md). One small Python
 object per client cost about 300 bytes each, and CPython's allocator kept the pages they had
 used long after they were freed. The kernel hands out the lowest free fd, so the tables are
 never longer than the most clients waiting at once, plus the few fds greeterd holds anyway.

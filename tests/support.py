@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from greeterd import protocol
+from greeterd import daemon, log, protocol
+from greeterd.activation import DATAGRAM, LISTENER, VARLINK, Endpoint
+from greeterd.server import Server
 from tests import stdlib_helpers
 from tests.stdlib_helpers import reachable
 
@@ -314,12 +317,6 @@ def error_line(reason: str) -> bytes:
 # -- A Server in a thread on real sockets: the harness of test_server, test_lines,
 # -- test_datagrams, test_sessions and test_tally (their ``serve`` fixture is in conftest.py).
 
-import threading  # noqa: E402 (this section's imports stay with it)
-
-from greeterd import log  # noqa: E402
-from greeterd.activation import DATAGRAM, LISTENER, VARLINK, Endpoint  # noqa: E402
-from greeterd.server import Server  # noqa: E402
-
 
 def listener(path: Path, kind: int = socket.SOCK_STREAM) -> Endpoint:
     """A listening stream (or seqpacket) socket at ``path``, as systemd would pass it."""
@@ -365,7 +362,7 @@ class Running:
             **settings,  # type: ignore[arg-type]
         )
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK)
-        self.server.watch_wakeup_fd(self._wake_read)
+        self.server.watch_wakeup_fd(self._wake_read, daemon.STOP_SIGNALS)
         self.thread = threading.Thread(target=self.server.run)
         self.thread.start()
 
