@@ -1,11 +1,15 @@
 """The test suite's own rules, read from the source with ast (no test module is imported):
-every test states in a docstring what it proves."""
+every test states in a docstring what it proves, and every module of greeterd with logic has
+a test module of its own, so a module's tests are found by its name."""
 
 import ast
 from collections.abc import Iterator
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "greeterd"
+#: Modules with no logic to test: the version, and `python -m greeterd`'s two lines.
+NO_LOGIC = {"__init__", "__main__"}
 
 
 def collected_tests(tree: ast.Module) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
@@ -83,3 +87,12 @@ class Helper:
         "sample.py:11 test_blank",
         "sample.py:18 test_method",
     ]
+
+
+def test_every_module_with_logic_has_its_own_test_module():
+    """greeterd/NAME.py is tested in tests/test_NAME.py, for every module but those with no
+    logic: a new module without a test module fails here, by name."""
+    modules = {path.stem for path in PACKAGE.glob("*.py")} - NO_LOGIC
+    assert len(modules) > 10, "the package's modules were not found: this proves nothing"
+    untested = sorted(name for name in modules if not (TESTS / f"test_{name}.py").is_file())
+    assert untested == [], f"modules without tests/test_<module>.py: {untested}"
