@@ -16,6 +16,13 @@ import errno
 #: Seconds between STATUS= updates to systemd while greetings are being served.
 STATUS_INTERVAL = 1.0
 
+#: Seconds after a WATCHDOG=1 that could not be sent (PID 1's notify queue was full) before it
+#: is tried again, doubled at each failure in a row up to the watchdog interval. PID 1 empties
+#: its queue within milliseconds once it runs, so the ping still lands well inside the limit
+#: (WatchdogSec= is twice the interval); where NOTIFY_SOCKET cannot be reached at all, the
+#: doubling keeps the retries to a handful per interval.
+WATCHDOG_RETRY = 0.01
+
 
 class Timers:
     """The loop's periodic duties. ``watchdog_interval`` None: no watchdog; ``exit_idle_time``
@@ -34,6 +41,7 @@ class Timers:
         self.exit_idle_time = exit_idle_time
         self.last_activity = now
         self._next_watchdog = now
+        self._watchdog_retry = 0.0  # the wait before the next retry; 0: the last ping went
         self._next_status = now
 
     def activity(self, now: float) -> None:
@@ -45,6 +53,18 @@ class Timers:
             return False
         self._next_watchdog = now + self.watchdog_interval
         return True
+
+    def watchdog_sent(self, sent: bool, now: float) -> None:
+        """Whether the WATCHDOG=1 watchdog_due() asked for went out. One that did not is due
+        again WATCHDOG_RETRY from ``now`` (doubled while the failures go on), not an interval
+        later: two missed intervals are a kill."""
+        if sent or self.watchdog_interval is None:
+            self._watchdog_retry = 0.0
+            return
+        self._watchdog_retry = min(
+            max(WATCHDOG_RETRY, 2 * self._watchdog_retry), self.watchdog_interval
+        )
+        self._next_watchdog = now + self._watchdog_retry
 
     def status_due(self, now: float, changed: bool) -> bool:
         """A STATUS= update is due when there is news and the last one is old enough."""

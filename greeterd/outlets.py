@@ -172,8 +172,10 @@ class StreamOutlet:
 class Notifier:
     """sd_notify(3) messages to NOTIFY_SOCKET, a no-op without one.
 
-    WATCHDOG=1 and STATUS= are sent without waiting and dropped when PID 1's queue is full
-    (the next one follows seconds later); READY=1 and STOPPING=1 wait up to NOTIFY_WAIT. An
+    WATCHDOG=1 and STATUS= are sent without waiting and dropped when PID 1's queue is full,
+    and the call returns False: the loop tries a dropped WATCHDOG=1 again soon
+    (lifecycle.WATCHDOG_RETRY), and a STATUS= waits for the next change of counts. READY=1
+    and STOPPING=1 wait up to NOTIFY_WAIT. An
     address that is not an AF_UNIX one (systemd also knows vsock:) goes through
     systemd-python's notify(), which may block.
     """

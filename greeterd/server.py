@@ -70,7 +70,8 @@ _READ_LANE, _RENEWED_LANE = 0, 1
 class Server:
     """Greets clients on the given endpoints until told to stop, then drains.
 
-    ``notify`` sends sd_notify(3) lines (a no-op outside systemd). ``exit_idle_time`` > 0 makes
+    ``notify`` sends sd_notify(3) lines (a no-op outside systemd) and returns False for a line
+    it dropped. ``exit_idle_time`` > 0 makes
     the server stop once nothing has happened for that long; only pass it when systemd can
     start greeterd again on the next connection. ``watchdog_interval`` is how often to send
     WATCHDOG=1.
@@ -218,7 +219,8 @@ class Server:
         if self._gate.back_off_over(now):
             self._watch(self._listening, True)
         if self._timers.watchdog_due(now):
-            self.notify("WATCHDOG=1")
+            # notify() returns False for a message it dropped (PID 1's queue was full).
+            self._timers.watchdog_sent(self.notify("WATCHDOG=1") is not False, now)
         if self._timers.status_due(now, self.tally.news):
             self.notify(f"STATUS={self.tally.report(self.waiting)}")
         if self._timers.idle_due(now, self._idle()):

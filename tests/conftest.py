@@ -87,7 +87,7 @@ def serve(sock_dir: Path) -> Iterator[Callable[..., AbstractContextManager[Runni
     @contextmanager
     def start(*endpoints: Endpoint, **settings: object) -> Iterator[Running]:
         chosen = list(endpoints) or [listener(sock_dir / f"s{len(started)}.sock")]
-        running = Running(chosen, **settings)
+        running = Running(chosen, **settings)  # type: ignore[arg-type]
         started.append(running)
         yield running
 

@@ -347,9 +347,15 @@ def datagram_client(path: Path) -> socket.socket:
 
 class Running:
     """A Server serving ``endpoints`` in a background thread, with what it logged and
-    notified; ``path`` is the first endpoint's socket path."""
+    notified (or sending its sd_notify lines through ``notify``, an outlets.Notifier);
+    ``path`` is the first endpoint's socket path."""
 
-    def __init__(self, endpoints: list[Endpoint], **settings: object) -> None:
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        notify: Callable[[str], object] | None = None,
+        **settings: object,
+    ) -> None:
         self.endpoints = endpoints
         name = endpoints[0].sock.getsockname()
         self.path = Path(name) if isinstance(name, str) and name else None
@@ -358,7 +364,7 @@ class Running:
         self.server = Server(
             endpoints,
             log.Log(log.DEBUG, self.outlet),
-            self.notified.append,
+            self.notified.append if notify is None else notify,
             **settings,  # type: ignore[arg-type]
         )
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK)
@@ -386,6 +392,13 @@ class Running:
             endpoint.sock.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def unread_datagram_socket(path: Path) -> socket.socket:
+    """A bound datagram socket, as journald's or PID 1's would be while they are stopped."""
+    reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reader.bind(str(path))
+    return reader
 
 
 def varlink_listener(path: Path) -> Endpoint:

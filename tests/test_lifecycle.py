@@ -1,6 +1,13 @@
 """The server's timers and accept gate, driven with exact times: no sleeping, no threads."""
 
-from greeterd.lifecycle import AT_CAP, BACKING_OFF, STOPPING, AcceptGate, Timers
+from greeterd.lifecycle import (
+    AT_CAP,
+    BACKING_OFF,
+    STOPPING,
+    WATCHDOG_RETRY,
+    AcceptGate,
+    Timers,
+)
 
 
 def timers(**settings: float | None) -> Timers:
@@ -31,6 +38,30 @@ def test_a_late_wake_up_pings_once_and_counts_the_interval_from_then():
     assert clock.watchdog_due(6.0)
     assert not clock.watchdog_due(8.4)
     assert clock.watchdog_due(8.5)
+
+
+def test_a_ping_that_could_not_be_sent_is_due_again_soon_then_less_often():
+    """A WATCHDOG=1 that did not go out is due again WATCHDOG_RETRY later, the wait doubling
+    while sending keeps failing, never past the interval; one that goes out puts the pings
+    back on the interval, and the next failure starts the retries afresh."""
+    clock = timers(watchdog_interval=2.5)
+    assert clock.watchdog_due(0.0)
+    now, waits = 0.0, []
+    for _ in range(12):
+        clock.watchdog_sent(False, now)
+        due = clock.next_due(status_changed=False, idle=False)
+        assert due is not None
+        waits.append(round(due - now, 6))
+        now = due
+        assert clock.watchdog_due(now)
+    assert waits[:3] == [WATCHDOG_RETRY, 2 * WATCHDOG_RETRY, 4 * WATCHDOG_RETRY]
+    assert max(waits) == 2.5
+    assert waits[-1] == 2.5
+    clock.watchdog_sent(True, now)
+    assert clock.next_due(status_changed=False, idle=False) == now + 2.5
+    assert clock.watchdog_due(now + 2.5)
+    clock.watchdog_sent(False, now + 2.5)
+    assert clock.next_due(status_changed=False, idle=False) == now + 2.5 + WATCHDOG_RETRY
 
 
 def test_without_a_watchdog_nothing_falls_due_and_the_loop_may_sleep():

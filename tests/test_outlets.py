@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from greeterd import log, outlets
+from tests.support import unread_datagram_socket
 
 #: What a reader that stopped reading leaves room for: the tests fill it first.
 SMALL_PIPE = 4096
@@ -61,13 +62,6 @@ def test_a_line_longer_than_pipe_buf_is_cut_to_one_whole_write(sock_dir: Path):
         outlet.close()
         os.close(read_end)
         os.close(write_end)
-
-
-def unread_datagram_socket(path: Path) -> socket.socket:
-    """A bound datagram socket, as journald's or PID 1's would be while they are stopped."""
-    reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    reader.bind(str(path))
-    return reader
 
 
 def test_a_journal_that_does_not_read_is_not_waited_for(sock_dir: Path):

@@ -1,11 +1,12 @@
 """The loop and the accept loop (server.py), run in a thread on real sockets in a temporary
 directory: deadlines, the client cap, stopping, exit on idle and the watchdog."""
 
+import contextlib
 import time
 
 import pytest
 
-from greeterd import protocol, waiting
+from greeterd import outlets, protocol, waiting
 from tests.support import (
     HELLO,
     connect,
@@ -13,6 +14,7 @@ from tests.support import (
     greet,
     listener,
     read_reply,
+    unread_datagram_socket,
     varlink_call,
     varlink_listener,
     varlink_replies,
@@ -89,6 +91,28 @@ def test_the_loop_sends_watchdog_pings(serve):
     the times exactly)."""
     with serve(watchdog_interval=0.05) as running:
         wait_for(lambda: running.notified.count("WATCHDOG=1") >= 3, what="three pings")
+
+
+def test_a_watchdog_ping_dropped_by_a_full_queue_is_sent_again_promptly(serve, sock_dir):
+    """With PID 1's notify queue full, the WATCHDOG=1 that could not go is sent again within
+    moments of the queue having room, not a watchdog interval (here 60 s) later."""
+    with unread_datagram_socket(sock_dir / "notify") as pid1:
+        notify = outlets.Notifier(str(sock_dir / "notify"))
+        while notify("STATUS=filling PID 1's queue"):
+            pass
+        filled = notify.dropped
+        with serve(notify=notify, watchdog_interval=60.0):
+            wait_for(lambda: notify.dropped > filled, what="the first ping to be dropped")
+            pid1.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while pid1.recv(64).startswith(b"STATUS=filling"):
+                    pass
+            room = time.monotonic()
+            pid1.settimeout(10)
+            while (message := pid1.recv(64)) != b"WATCHDOG=1":
+                assert message.startswith(b"STATUS="), message
+            assert time.monotonic() - room < 2.0, "the ping waited for the next interval"
+        notify.close()
 
 
 def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve, open_files):
