@@ -82,7 +82,7 @@ def test_groff_reads_the_page_without_a_warning(program):
     request, no bad escape."""
     require_tool("groff", "apt-get install groff-base")
     done = subprocess.run(
-        ["groff", "-man", "-Tutf8", "-ww"],
+        ["groff", "-man", "-Tutf8", "-ww", "-P-cbou"],  # plain text: no SGR, no overstrike
         input=page(program),
         capture_output=True,
         text=True,
