@@ -287,6 +287,19 @@ def image_from(script: str, suite: str) -> str:
     return done.stdout.strip()
 
 
+def image_name(kind: str, suite: str) -> str:
+    """This checkout's name for an image of ``kind`` on ``suite`` (packaging/container/image-name):
+    checkouts on one machine never build over each other's images."""
+    done = subprocess.run(
+        [str(CONTAINER_DIR / "image-name"), kind, suite],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 @pytest.fixture(scope="session", params=SUITES)
 def suite(request: pytest.FixtureRequest) -> str:
     """The Debian suite this test runs on; it is in the test's id, so each report names it."""

@@ -22,6 +22,7 @@ from tests.container.conftest import (
     Container,
     User,
     image_from,
+    image_name,
     podman,
     require_podman,
 )
@@ -71,7 +72,7 @@ def clean_image(suite: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     context = tmp_path_factory.mktemp("clean-image")
     (context / "Containerfile").write_text(CLEAN_CONTAINERFILE)
     shutil.copy(CONTAINER_DIR / "image-packages", context)
-    image = f"localhost/greeterd-clean:{suite}"
+    image = image_name("greeterd-clean", suite)
     podman("build", "--build-arg", f"BASE_IMAGE={base}", "--tag", image, str(context))
     return image
 
