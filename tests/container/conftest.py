@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -21,9 +22,13 @@ from tests.support import ROOT, require_tool, wait_for
 
 CONTAINER_DIR = ROOT / "packaging" / "container"
 LOAD_SCRIPT = (Path(__file__).parent / "load.py").read_text()
-#: The Debian suites every container test runs on: bookworm (Debian 12, systemd 252) and
-#: trixie (Debian 13, systemd 257). GREETER_SUITES="trixie" narrows a run to one.
-SUITES = tuple(os.environ.get("GREETER_SUITES", "bookworm trixie").split())
+#: The Debian suites every container test runs on: bookworm (Debian 12, systemd 252), trixie
+#: (Debian 13, systemd 257) and forky (Debian testing, systemd 262). GREETER_SUITES="trixie"
+#: narrows a run to one.
+SUITES = tuple(os.environ.get("GREETER_SUITES", "bookworm trixie forky").split())
+#: What packaging/container/boot reported for each suite's containers: "systemd 262 is PID 1
+#: (cgroup v2)", for the summary line.
+BOOTED: dict[str, str] = {}
 
 # Podman settings that work on every host we know (runc, modest ulimits): see the file.
 os.environ.setdefault("CONTAINERS_CONF", str(CONTAINER_DIR / "containers.conf"))
@@ -59,7 +64,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for suite, spent in seconds.items():
         if outcomes[suite]:
             tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes[suite].items()))
-            terminalreporter.write_line(f"container tests on {suite}: {tally} in {spent:.0f} s")
+            booted = f" ({BOOTED[suite]})" if suite in BOOTED else ""
+            terminalreporter.write_line(
+                f"container tests on {suite}{booted}: {tally} in {spent:.0f} s"
+            )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -98,7 +106,8 @@ class Container:
 
     def boot(self, timeout: int = 60) -> str:
         """Start the container and wait for systemd to finish booting, as packaging/demo does:
-        with packaging/container/boot. Return the system state (running or degraded)."""
+        with packaging/container/boot, on a pure cgroup v2 hierarchy. Return the system state
+        (running or degraded); note systemd's version and the cgroup mode for the summary."""
         done = subprocess.run(
             [str(CONTAINER_DIR / "boot"), "--timeout", str(timeout), self.image, self.name],
             capture_output=True,
@@ -107,7 +116,9 @@ class Container:
             check=False,
         )
         assert done.returncode == 0, f"packaging/container/boot failed:\n{done.stderr}"
-        return done.stdout.strip()
+        state, version, cgroups = done.stdout.splitlines()
+        BOOTED[self.image.rpartition(":")[2]] = f"systemd {version} is PID 1, {cgroups}"
+        return state
 
     def exec(
         self,
@@ -230,6 +241,28 @@ class Container:
         podman("rm", "--force", "--time", "0", self.name, check=False)
 
 
+class Background:
+    """Runs load.py in a thread; result() re-raises whatever went wrong there."""
+
+    def __init__(self, container: Container, *args: str) -> None:
+        self.report: dict[str, object] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(container, args))
+        self.thread.start()
+
+    def _run(self, container: Container, args: tuple[str, ...]) -> None:
+        try:
+            self.report = container.load(*args)
+        except BaseException as error:  # handed to the test thread by result()
+            self.error = error
+
+    def result(self) -> dict[str, object]:
+        self.thread.join(300)
+        if self.error is not None:
+            raise self.error
+        return self.report
+
+
 class User:
     """A user with lingering: their manager (user@UID.service) runs without a login."""
 
@@ -284,6 +317,19 @@ def image_from(script: str, suite: str) -> str:
         check=False,
     )
     assert done.returncode == 0, f"{script} {suite} failed:\n{done.stderr}"
+    return done.stdout.strip()
+
+
+def image_name(kind: str, suite: str) -> str:
+    """This checkout's name for an image of ``kind`` on ``suite`` (packaging/container/image-name):
+    checkouts on one machine never build over each other's images."""
+    done = subprocess.run(
+        [str(CONTAINER_DIR / "image-name"), kind, suite],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout.strip()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +20,11 @@ import pytest
 from tests.container.conftest import (
     CONTAINER_DIR,
     FAILED,
+    Background,
     Container,
     User,
     image_from,
+    image_name,
     podman,
     require_podman,
 )
@@ -71,19 +74,34 @@ def clean_image(suite: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     context = tmp_path_factory.mktemp("clean-image")
     (context / "Containerfile").write_text(CLEAN_CONTAINERFILE)
     shutil.copy(CONTAINER_DIR / "image-packages", context)
-    image = f"localhost/greeterd-clean:{suite}"
+    image = image_name("greeterd-clean", suite)
     podman("build", "--build-arg", f"BASE_IMAGE={base}", "--tag", image, str(context))
     return image
 
 
+#: The Debian version the upgrade test's newer build gets: above packaging/debian/changelog's.
+NEWER = "+upgrade1"
+
+
 @pytest.fixture(scope="session")
-def deb(suite: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """greeterd's .deb, built once per suite by packaging/build-deb in a plain container of
-    that suite, so that its debhelper and lintian judge it."""
+def debs(suite: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """greeterd's .deb, and a newer build of it (the changelog's version + NEWER), built once
+    per suite by packaging/build-deb in one plain container of that suite, so that its
+    debhelper and lintian judge them."""
     require_podman()
     out = tmp_path_factory.mktemp(f"deb-{suite}")
+    version = subprocess.run(
+        ["dpkg-parsechangelog", "-l", str(ROOT / "packaging/debian/changelog"), "-S", "Version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    script = (
+        f"packaging/build-deb /out/current && "
+        f"packaging/build-deb --version {version}{NEWER} /out/newer"
+    )
     done = subprocess.run(
-        [str(CONTAINER_DIR / "run-in"), "--out", str(out), suite, "packaging/build-deb", "/out"],
+        [str(CONTAINER_DIR / "run-in"), "--out", str(out), suite, "sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -92,9 +110,19 @@ def deb(suite: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, f"packaging/build-deb on {suite} failed:\n{done.stderr[-8000:]}"
     lintian = [line for line in done.stderr.splitlines() if line[:3] in ("E: ", "W: ")]
     print(f"build-deb on {suite}: lintian says {lintian or 'nothing'}")
-    path = out / Path(done.stdout.splitlines()[-1]).name
-    assert path.is_file(), done.stdout
-    return path
+    built = [
+        out / kind / Path(line).name
+        for kind, line in zip(("current", "newer"), done.stdout.splitlines()[-2:], strict=True)
+    ]
+    for path in built:
+        assert path.is_file(), done.stdout
+    return built[0], built[1]
+
+
+@pytest.fixture(scope="session")
+def deb(debs: tuple[Path, Path]) -> Path:
+    """greeterd's .deb as packaging/debian/changelog versions it."""
+    return debs[0]
 
 
 @pytest.fixture
@@ -278,3 +306,67 @@ def test_the_launcher_starts_without_site_and_still_finds_everything(installed):
         "s.sendall(b'Zoe\\n'); print(s.recv(99))",
     )
     assert greeting.stdout.strip() == "b'Hello, Zoe\\n'"
+
+
+#: How long clients greet while the newer package is installed; the upgrade takes a few
+#: seconds, and must be over well before the clients stop.
+UPGRADE_LOAD_SECONDS = 20
+#: Prints the monotonic time (µs, systemd's ...TimestampMonotonic clock) at which the file
+#: named by argv[1] was last replaced: its ctime, taken from the realtime clock.
+CHANGED_AT_MONOTONIC = (
+    "import os, sys, time\n"
+    "offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()\n"
+    "print((os.stat(sys.argv[1]).st_ctime_ns - offset) // 1000)\n"
+)
+
+
+def test_an_upgrade_under_load_loses_no_client_and_never_stops_the_socket(clean, debs):
+    """Installing a newer build over the package while clients greet in a loop: no client
+    fails, greeter.socket is never stopped or restarted (the same InvocationID and
+    ActiveEnterTimestamp, listening throughout, no connection refused), and greeter.service
+    ends on the new code: a new process (new InvocationID and MainPID) started after dpkg had
+    replaced greeterd's files. debian/rules says why the package does it this way."""
+    deb, newer = debs
+    apt_install(clean, deb)
+    assert clean.client("--name", "before").stdout == "Hello, before\n"
+    socket_fields = ("InvocationID", "ActiveEnterTimestampMonotonic", "ActiveState", "SubState")
+    socket_before = clean.show("greeter.socket", *socket_fields)
+    service_before = clean.show("greeter.service", "InvocationID", "MainPID")
+    podman("cp", str(newer), f"{clean.name}:/tmp/{newer.name}")
+    load = Background(clean, "steady", str(UPGRADE_LOAD_SECONDS), "4")
+    time.sleep(2)
+    started = time.monotonic()
+    clean.exec(
+        "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", f"/tmp/{newer.name}"
+    )
+    upgrade_took = time.monotonic() - started
+    result = load.result()
+    print(
+        f"upgrade to {newer.name} in {upgrade_took:.1f} s under load: "
+        f"{result['greeted']} greeted, {result['failed']} failed"
+    )
+    assert upgrade_took < UPGRADE_LOAD_SECONDS - 5, "the clients stopped before the upgrade did"
+    assert result["failed"] == 0, result["failures"]
+    version = clean.exec("dpkg-query", "-W", "-f", "${Version}", "greeterd").stdout
+    assert newer.name.startswith(f"greeterd_{version}_"), version
+    socket_after = clean.show("greeter.socket", *socket_fields)
+    assert socket_after == socket_before, "greeter.socket was stopped or restarted"
+    refused = clean.show("greeter.socket", "NRefused").get("NRefused", "0")
+    assert refused == "0", f"greeter.socket refused {refused} connections"
+    assert clean.client("--name", "after").stdout == "Hello, after\n"
+    service_after = clean.show(
+        "greeter.service", "InvocationID", "MainPID", "ExecMainStartTimestampMonotonic"
+    )
+    assert service_after["InvocationID"] != service_before["InvocationID"]
+    assert service_after["MainPID"] not in (service_before["MainPID"], "0")
+    replaced = int(
+        clean.exec(
+            "python3",
+            "-c",
+            CHANGED_AT_MONOTONIC,
+            "/usr/lib/python3/dist-packages/greeterd/__init__.py",
+        ).stdout
+    )
+    assert int(service_after["ExecMainStartTimestampMonotonic"]) > replaced, (
+        "greeterd runs code from before the upgrade"
+    )

@@ -18,18 +18,45 @@ def refusal_lines(container: Container, uid: int | None = None) -> list[dict[str
     ]
 
 
+#: Fills a stopped journald's socket queue with filler entries until the kernel refuses more
+#: (EAGAIN with the queue at net.unix.max_dgram_qlen, 512 as on a host), from fresh sockets
+#: since each sender's own buffer fills first; prints how many it queued.
+FILL_JOURNAL_QUEUE = """
+import socket
+queued = 0
+while True:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    s.connect("/run/systemd/journal/socket")
+    sent = 0
+    try:
+        while True:
+            s.send(b"MESSAGE=filler while journald is stopped\\n")
+            sent += 1
+    except BlockingIOError:
+        pass
+    queued += sent
+    if sent == 0:
+        break
+print(queued)
+"""
+
+
 def stop_journald(container: Container, signal: str) -> None:
     pid = container.main_pid("systemd-journald.service")
     container.exec("sh", "-c", f"kill -{signal} {pid}")
 
 
 def test_a_stopped_journald_never_stops_a_greeting(container):
-    """journald SIGSTOPped while three uids flood greeterd with refusals (three reasons each):
-    probes every 50 ms are all greeted, p99 under 100 ms, with no restart; once journald runs
-    again, one entry says how many lines were lost (GREETER_LINES_LOST)."""
+    """journald SIGSTOPped, its socket's queue full (as a stalled journald's is on a host,
+    whose queue holds 512), while three uids flood greeterd with refusals (three reasons
+    each): probes every 50 ms are all greeted, p99 under 100 ms, with no restart; once
+    journald runs again, one entry says how many lines were lost (GREETER_LINES_LOST)."""
     assert container.client("--name", "warm").returncode == 0
     stop_journald(container, "STOP")
     try:
+        queued = container.exec("python3", "-c", FILL_JOURNAL_QUEUE).stdout.strip()
+        print(f"journald stopped: its queue took {queued} filler entries before it was full")
         result = container.load("flood", str(STALL_SECONDS), "3", "3")
         restarts = container.show("greeter.service", "NRestarts")["NRestarts"]
     finally:

@@ -5,7 +5,9 @@ import re
 from tests.support import BUILD_PROJECT, POISON, WHERE_THE_LAUNCHER_LOOKS
 
 #: systemd and Python of each suite the container tests boot (Debian's own packages).
-PLATFORMS = {"bookworm": ("252", "3.11"), "trixie": ("257", "3.13")}
+PLATFORMS = {"bookworm": ("252", "3.11"), "trixie": ("257", "3.13"), "forky": ("262", "3.14")}
+#: What a Debian host's PID 1 sets net.unix.max_dgram_qlen to at boot (the kernel's is 10).
+HOST_MAX_DGRAM_QLEN = "512"
 
 
 def test_the_image_runs_its_suites_systemd_and_python(container, suite):
@@ -18,9 +20,31 @@ def test_the_image_runs_its_suites_systemd_and_python(container, suite):
     assert (systemd, python.rsplit(".", 1)[0]) == PLATFORMS[suite]
 
 
+def test_systemd_runs_on_a_pure_cgroup_v2_hierarchy_with_a_hosts_settings(container, suite):
+    """/sys/fs/cgroup is cgroup2 alone (no v1 hierarchy, no tmpfs of them), PID 1 sits in the
+    unified hierarchy's /init.scope of the container's own cgroup namespace, systemd reports
+    no cgroup v1 taint, and net.unix.max_dgram_qlen is 512, as a host's PID 1 sets it. The
+    controllers the unified hierarchy offers are printed: none where the host's v1
+    hierarchies hold them all, so memory and pids limits are not enforced there."""
+    assert container.exec("stat", "-f", "-c", "%T", "/sys/fs/cgroup").stdout == "cgroup2fs\n"
+    mounts = container.exec("findmnt", "-n", "-R", "-o", "FSTYPE", "/sys/fs/cgroup").stdout
+    assert mounts.split() == ["cgroup2"], mounts
+    own = container.exec("cat", "/proc/1/cgroup").stdout.splitlines()
+    assert "0::/init.scope" in own, own
+    taint = container.exec("systemctl", "show", "-p", "Tainted", "--value").stdout.strip()
+    assert "cgroupsv1" not in taint, taint
+    qlen = container.exec("cat", "/proc/sys/net/unix/max_dgram_qlen").stdout.strip()
+    assert qlen == HOST_MAX_DGRAM_QLEN
+    controllers = container.exec("cat", "/sys/fs/cgroup/cgroup.controllers").stdout.split()
+    print(
+        f"{suite}: cgroup2 at /sys/fs/cgroup, PID 1 in 0::/init.scope, taint {taint!r}, "
+        f"max_dgram_qlen {qlen}, controllers: {' '.join(controllers) or 'none'}"
+    )
+
+
 def test_the_debian_setuptools_builds_greeterd_without_a_deprecation_warning(container, suite):
     """The copy of the checkout in the image builds a wheel and an sdist with the suite's own
-    setuptools (66 on bookworm, 78 on trixie) and no deprecation warning."""
+    setuptools (66 on bookworm, 78 on trixie, 84 on forky) and no deprecation warning."""
     done = container.exec(
         "sh",
         "-c",

@@ -1,5 +1,6 @@
 """The hardened unit under systemd: its exposure score, its sandbox, access control, safe logs."""
 
+import json
 import re
 
 from tests.support import ROOT
@@ -27,8 +28,26 @@ DYNAMIC_UIDS = range(61184, 65520)
 OWN_NAMESPACES = ("net", "mnt", "ipc", "uts")
 CAPABILITY_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 #: What systemd logs when it cannot set up a sandbox directive and runs the service without
-#: it (systemd 257 with PrivateNetwork= and no CAP_NET_ADMIN, for one).
-DOWNGRADE = re.compile(r"proceeding without|lack privileges", re.IGNORECASE)
+#: it (systemd 257 with PrivateNetwork= and no CAP_NET_ADMIN, for one; "BPF firewalling not
+#: supported, proceeding without" where IPAddressDeny= cannot be attached).
+DOWNGRADE = re.compile(r"proceeding without|lack privileges|not supported", re.IGNORECASE)
+#: What systemd's own lines about a unit say when it skips or fails part of its set-up.
+SKIPPED = re.compile(r"proceeding without|lack privileges|not supported|failed to", re.IGNORECASE)
+#: greeter.service's cgroup in the unified hierarchy, as /proc/PID/cgroup names it ("0::")
+#: and as the container's /sys/fs/cgroup holds it.
+CGROUP = "/system.slice/greeter.service"
+#: The BPF programs systemd attaches to the service's cgroup, by attach type and the name
+#: systemd gives them (the same in 252, 257 and 262): IPAddressDeny=any is a pair of
+#: cgroup_skb programs; DevicePolicy=closed with PrivateDevices= is a cgroup_device program,
+#: which only the unified hierarchy has (under cgroup v1 the devices controller does it).
+BPF_PROGRAMS = {
+    ("cgroup_inet_ingress", "sd_fw_ingress"): "IPAddressDeny=",
+    ("cgroup_inet_egress", "sd_fw_egress"): "IPAddressDeny=",
+    ("cgroup_device", "sd_devices"): "DevicePolicy=",
+}
+#: Resource limits systemd enforces through a unified-hierarchy controller: (property, the
+#: controller, the file the limit is written to in the service's cgroup).
+CONTROLLED_LIMITS = (("TasksMax", "pids", "pids.max"), ("MemoryMax", "memory", "memory.max"))
 
 
 def test_the_sandbox_is_in_force_not_just_written(container, suite):
@@ -57,6 +76,45 @@ def test_the_sandbox_is_in_force_not_just_written(container, suite):
     ]
     assert downgrades == [], f"systemd on {suite} ran greeterd with a weaker sandbox"
     print(f"sandbox on {suite}: uid {uid}, own {', '.join(OWN_NAMESPACES)} namespaces, seccomp")
+
+
+def test_cgroup_v2_holds_the_daemon_and_its_bpf_programs(container, suite):
+    """greeterd runs in its own cgroup of the unified hierarchy (cgroup2 is all there is at
+    /sys/fs/cgroup), and the kernel has systemd's BPF programs attached to that cgroup:
+    IPAddressDeny='s ingress and egress filters and DevicePolicy='s device filter, as
+    bpftool reads them from the kernel. Any line in which systemd says it skipped or failed
+    part of the unit's set-up is printed and fails the test, and so does a program that is
+    missing without one. The limits this machine's cgroup v2 cannot enforce (no controller
+    enabled) are printed."""
+    assert container.client("--name", "Zoë").stdout == "Hello, Zoë\n"
+    pid = container.main_pid()
+    assert container.exec("stat", "-f", "-c", "%T", "/sys/fs/cgroup").stdout == "cgroup2fs\n"
+    memberships = container.exec("cat", f"/proc/{pid}/cgroup").stdout.splitlines()
+    assert f"0::{CGROUP}" in memberships, memberships
+    skipped = [
+        line
+        for line in container.journal("-u", "greeter.service", "_PID=1", "-o", "cat").splitlines()
+        if SKIPPED.search(line)
+    ]
+    print(f"systemd {suite} skipped or failed for greeter.service: {skipped or 'nothing'}")
+    shown = container.exec("bpftool", "-j", "cgroup", "show", f"/sys/fs/cgroup{CGROUP}").stdout
+    attached = {(p["attach_type"], p["name"]) for p in json.loads(shown or "[]")}
+    missing = [directive for program, directive in BPF_PROGRAMS.items() if program not in attached]
+    assert missing == [], f"no BPF program for {missing} on {CGROUP}; systemd said: {skipped}"
+    assert skipped == [], f"systemd on {suite} skipped part of greeter.service's set-up"
+    controllers = container.exec("cat", "/sys/fs/cgroup/cgroup.controllers").stdout.split()
+    unenforced = []
+    for name, controller, limit_file in CONTROLLED_LIMITS:
+        value = container.show("greeter.service", name)[name]
+        written = container.exec("test", "-e", f"/sys/fs/cgroup{CGROUP}/{limit_file}", check=False)
+        if controller not in controllers:
+            assert written.returncode != 0, f"{limit_file} without the {controller} controller"
+            unenforced.append(f"{name}={value} (no {controller} controller)")
+    print(
+        f"cgroup v2 on {suite}: greeterd in 0::{CGROUP}; BPF attached: "
+        f"{', '.join(sorted(name for _, name in attached))}; controllers: "
+        f"{' '.join(controllers) or 'none'}; not enforced here: {', '.join(unenforced) or 'none'}"
+    )
 
 
 def test_the_sandboxed_daemon_still_works_and_logs(container):

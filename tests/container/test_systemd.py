@@ -1,9 +1,8 @@
 """greeterd under systemd as PID 1: activation, ownership of the socket, restarts, crashes."""
 
-import threading
 import time
 
-from tests.container.conftest import Container
+from tests.container.conftest import Background, Container
 from tests.support import wait_for
 
 SOCKET = "/run/greeter.sock"
@@ -18,28 +17,6 @@ def listening_sockets(container: Container, table: str = "/proc/net/unix") -> li
         if fields[5] == "01":
             found.append(" ".join(fields[6:]))
     return found
-
-
-class Background:
-    """Runs load.py in a thread; result() re-raises whatever went wrong there."""
-
-    def __init__(self, container: Container, *args: str) -> None:
-        self.report: dict[str, object] = {}
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(container, args))
-        self.thread.start()
-
-    def _run(self, container: Container, args: tuple[str, ...]) -> None:
-        try:
-            self.report = container.load(*args)
-        except BaseException as error:  # handed to the test thread by result()
-            self.error = error
-
-    def result(self) -> dict[str, object]:
-        self.thread.join(300)
-        if self.error is not None:
-            raise self.error
-        return self.report
 
 
 def test_boot_reaches_running_with_no_failed_greeter_unit(container):
