@@ -153,9 +153,16 @@ def _serve(
     if all(endpoint.kind == activation.CONNECTION for endpoint in endpoints):
         greeter.run()  # Accept=yes: this process serves one client, with fds to spare
     else:
-        greeter.run(then=lambda: _raise_fd_limit(logger))
+        greeter.run(then=lambda: _after_first_greetings(greeter, logger))
     notify.close()
     return EX_OK
+
+
+def _after_first_greetings(greeter: server.Server, logger: log.Log) -> None:
+    """What the clients that woke greeterd need not wait for: the open-files limit raised, and
+    the refusal folding loaded while there are fds to load it with."""
+    _raise_fd_limit(logger)
+    greeter.tally.load_folding()
 
 
 def _raise_fd_limit(logger: log.Log) -> None:

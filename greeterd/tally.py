@@ -33,8 +33,18 @@ class Tally:
         self.lost = 0  # clients that left before an answer could reach them
         self._log = log
         self._clock = clock
-        self._folder: RefusalFolder | None = None  # made at the first refusal
+        self._folder: RefusalFolder | None = None  # made by load_folding()
         self._reported = (0, 0)  # (greeted, refused) in the last report()
+
+    def load_folding(self) -> RefusalFolder:
+        """Import folding.py, which the first greeting need not wait for: greeterd calls this
+        once the clients that woke it are served. Not at the first refusal: under a flood
+        greeterd may be out of fds (EMFILE) just then, and a failed import would end it."""
+        if self._folder is None:
+            from greeterd.folding import RefusalFolder  # noqa: PLC0415 (after the first greetings)
+
+            self._folder = RefusalFolder()
+        return self._folder
 
     @property
     def next_due(self) -> float | None:
@@ -45,11 +55,8 @@ class Tally:
         """Count a refusal and log it, or fold it into its uid's summary (folding.py)."""
         pid, uid, gid = peer
         self.refused += 1
-        if self._folder is None:
-            from greeterd.folding import RefusalFolder  # noqa: PLC0415 (at the first refusal)
-
-            self._folder = RefusalFolder()
-        if not self._folder.refused(self._clock(), uid, reason):
+        # load_folding() imports nothing once greeterd has started (Accept=yes never calls it).
+        if not self.load_folding().refused(self._clock(), uid, reason):
             return
         described = protocol.describe(received)
         self._log.notice(

@@ -166,3 +166,23 @@ def test_out_of_file_descriptors_backs_off_logs_once_and_recovers(activate, flag
     with waiting:
         assert greet_on(waiting) == b"Hello, Ada\n"
     daemon.wait_for_log("accepting again after")
+
+
+def test_clients_timed_out_while_out_of_fds_are_refused_and_greeterd_lives_on(activate):
+    """With RLIMIT_NOFILE at 64 and 100 silent clients, the ones greeterd accepted reach their
+    read deadline while it has no fd to spare: each gets the timeout line (the refusal's log
+    folding was loaded after the first greeting, so refusing opens no file) and greeterd goes on
+    greeting once they leave."""
+    daemon = activate(wrapper=("prlimit", "--nofile=64:64", "--"))
+    assert greet(daemon.path) == HELLO
+    held = [connect(daemon.path, timeout=30) for _ in range(100)]
+    try:
+        daemon.wait_for_log("accept() failed: Too many open files")
+        timed_out = [read_reply(sock) for sock in held[:40]]  # accepted before the fds ran out
+        assert set(timed_out) == {protocol.format_error(protocol.TIMED_OUT)}
+        assert daemon.process.poll() is None, f"greeterd ended:\n{daemon.log}"
+    finally:
+        for sock in held:
+            sock.close()
+    assert greet(daemon.path) == HELLO
+    assert "Traceback" not in daemon.log
