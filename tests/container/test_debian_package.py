@@ -200,6 +200,37 @@ def test_the_first_client_starts_the_service(installed):
     assert (other.returncode, other.stdout) == (0, "Hello, Nobody\n"), other.stderr
 
 
+def test_python3_systemd_is_recommended_and_greeterd_greets_without_it(clean, deb):
+    """The .deb Recommends python3-systemd and does not Depend on it (greeterd imports it only
+    to notify systemd over a vsock NOTIFY_SOCKET; packaging/debian/py3dist-overrides keeps
+    dh_python3 from turning pyproject's systemd-python into a dependency): with it purged, apt
+    installs the package without recommends, and greeter.socket activates a greeterd that greets."""
+    podman("cp", str(deb), f"{clean.name}:/tmp/{deb.name}")
+    fields = clean.exec("dpkg-deb", "-f", f"/tmp/{deb.name}", "Depends", "Recommends").stdout
+    depends, recommends = (
+        dict(line.split(": ", 1) for line in fields.splitlines())[field]
+        for field in ("Depends", "Recommends")
+    )
+    assert "python3-systemd" not in depends, depends
+    assert recommends == "python3-systemd", recommends
+    clean.exec("dpkg", "--purge", "python3-systemd")
+    clean.exec(
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        f"/tmp/{deb.name}",
+    )
+    assert "python3-systemd" not in installed_packages(clean)
+    no_module = clean.exec("python3", "-c", "import systemd", check=False)
+    assert no_module.returncode != 0, "python3-systemd is still importable"
+    done = clean.client("--name", "Zoë")
+    assert (done.returncode, done.stdout) == (0, "Hello, Zoë\n"), done.stderr
+    assert clean.state("greeter.service") == "active/running"
+
+
 def test_the_package_installs_programs_module_units_and_man_pages(installed):
     """/usr/bin has both programs, the module is Debian's python3's, the units are the ones in
     packaging/ (unchanged, in /usr/lib/systemd/system), and the man pages are those the
