@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import uuid
@@ -337,6 +338,81 @@ def image_name(kind: str, suite: str) -> str:
 def suite(request: pytest.FixtureRequest) -> str:
     """The Debian suite this test runs on; it is in the test's id, so each report names it."""
     return str(request.param)
+
+
+# The package's dependencies (and systemd to boot) must be in the image already, so that apt
+# installs the .deb without a package index or a network.
+CLEAN_CONTAINERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+COPY image-packages /tmp/image-packages
+RUN packages=$(grep -o '^[^#[:space:]]*' /tmp/image-packages); \\
+    dpkg -s $packages >/dev/null 2>&1 || { \\
+        apt-get update \\
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages \\
+        && rm -rf /var/lib/apt/lists/*; }
+STOPSIGNAL SIGRTMIN+3
+CMD ["/sbin/init"]
+"""
+
+
+@pytest.fixture(scope="session")
+def clean_image(suite: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A bootable image of ``suite`` made from its base image, without greeterd."""
+    require_podman()
+    base = image_from("base-image", suite)
+    context = tmp_path_factory.mktemp("clean-image")
+    (context / "Containerfile").write_text(CLEAN_CONTAINERFILE)
+    shutil.copy(CONTAINER_DIR / "image-packages", context)
+    image = image_name("greeterd-clean", suite)
+    podman("build", "--build-arg", f"BASE_IMAGE={base}", "--tag", image, str(context))
+    return image
+
+
+#: The Debian version the upgrade test's newer build gets: above packaging/debian/changelog's.
+NEWER = "+upgrade1"
+
+
+@pytest.fixture(scope="session")
+def debs(suite: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """greeterd's .deb, and a newer build of it (the changelog's version + NEWER), built once
+    per suite by packaging/build-deb in one plain container of that suite, so that its
+    debhelper and lintian judge them."""
+    require_podman()
+    out = tmp_path_factory.mktemp(f"deb-{suite}")
+    version = subprocess.run(
+        ["dpkg-parsechangelog", "-l", str(ROOT / "packaging/debian/changelog"), "-S", "Version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    script = (
+        f"packaging/build-deb /out/current && "
+        f"packaging/build-deb --version {version}{NEWER} /out/newer"
+    )
+    done = subprocess.run(
+        [str(CONTAINER_DIR / "run-in"), "--out", str(out), suite, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert done.returncode == 0, f"packaging/build-deb on {suite} failed:\n{done.stderr[-8000:]}"
+    lintian = [line for line in done.stderr.splitlines() if line[:3] in ("E: ", "W: ")]
+    print(f"build-deb on {suite}: lintian says {lintian or 'nothing'}")
+    built = [
+        out / kind / Path(line).name
+        for kind, line in zip(("current", "newer"), done.stdout.splitlines()[-2:], strict=True)
+    ]
+    for path in built:
+        assert path.is_file(), done.stdout
+    return built[0], built[1]
+
+
+@pytest.fixture(scope="session")
+def deb(debs: tuple[Path, Path]) -> Path:
+    """greeterd's .deb as packaging/debian/changelog versions it."""
+    return debs[0]
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ container with systemd as PID 1 and no greeterd, and apt purges it again.
 
 The clean image is the base image (packaging/container/base-image) with only the command that
 boots systemd added, and the image's packages installed if the base lacks them (the
-debootstrap base already has them): nothing of greeterd is in it.
+debootstrap base already has them): nothing of greeterd is in it. The clean image and the .debs
+are conftest.py's fixtures, which test_autopkgtest.py shares.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,15 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import (
-    CONTAINER_DIR,
     FAILED,
     Background,
     Container,
     User,
-    image_from,
-    image_name,
     podman,
-    require_podman,
 )
 from tests.support import POISON, ROOT, WHERE_THE_LAUNCHER_LOOKS
 
@@ -50,79 +46,6 @@ MAN_PAGES = {
     "greeterd": "/usr/share/man/man8/greeterd.8.gz",
     "greeter-client": "/usr/share/man/man1/greeter-client.1.gz",
 }
-# The package's dependencies (and systemd to boot) must be in the image already, so that apt
-# installs the .deb without a package index or a network.
-CLEAN_CONTAINERFILE = """\
-ARG BASE_IMAGE
-FROM ${BASE_IMAGE}
-COPY image-packages /tmp/image-packages
-RUN packages=$(grep -o '^[^#[:space:]]*' /tmp/image-packages); \\
-    dpkg -s $packages >/dev/null 2>&1 || { \\
-        apt-get update \\
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages \\
-        && rm -rf /var/lib/apt/lists/*; }
-STOPSIGNAL SIGRTMIN+3
-CMD ["/sbin/init"]
-"""
-
-
-@pytest.fixture(scope="session")
-def clean_image(suite: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A bootable image of ``suite`` made from its base image, without greeterd."""
-    require_podman()
-    base = image_from("base-image", suite)
-    context = tmp_path_factory.mktemp("clean-image")
-    (context / "Containerfile").write_text(CLEAN_CONTAINERFILE)
-    shutil.copy(CONTAINER_DIR / "image-packages", context)
-    image = image_name("greeterd-clean", suite)
-    podman("build", "--build-arg", f"BASE_IMAGE={base}", "--tag", image, str(context))
-    return image
-
-
-#: The Debian version the upgrade test's newer build gets: above packaging/debian/changelog's.
-NEWER = "+upgrade1"
-
-
-@pytest.fixture(scope="session")
-def debs(suite: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """greeterd's .deb, and a newer build of it (the changelog's version + NEWER), built once
-    per suite by packaging/build-deb in one plain container of that suite, so that its
-    debhelper and lintian judge them."""
-    require_podman()
-    out = tmp_path_factory.mktemp(f"deb-{suite}")
-    version = subprocess.run(
-        ["dpkg-parsechangelog", "-l", str(ROOT / "packaging/debian/changelog"), "-S", "Version"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    script = (
-        f"packaging/build-deb /out/current && "
-        f"packaging/build-deb --version {version}{NEWER} /out/newer"
-    )
-    done = subprocess.run(
-        [str(CONTAINER_DIR / "run-in"), "--out", str(out), suite, "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert done.returncode == 0, f"packaging/build-deb on {suite} failed:\n{done.stderr[-8000:]}"
-    lintian = [line for line in done.stderr.splitlines() if line[:3] in ("E: ", "W: ")]
-    print(f"build-deb on {suite}: lintian says {lintian or 'nothing'}")
-    built = [
-        out / kind / Path(line).name
-        for kind, line in zip(("current", "newer"), done.stdout.splitlines()[-2:], strict=True)
-    ]
-    for path in built:
-        assert path.is_file(), done.stdout
-    return built[0], built[1]
-
-
-@pytest.fixture(scope="session")
-def deb(debs: tuple[Path, Path]) -> Path:
-    """greeterd's .deb as packaging/debian/changelog versions it."""
-    return debs[0]
 
 
 @pytest.fixture
@@ -198,6 +121,37 @@ def test_the_first_client_starts_the_service(installed):
     installed.wait_for_status("greeter.service", "greeted")
     other = installed.client("--name", "Nobody", user="nobody")
     assert (other.returncode, other.stdout) == (0, "Hello, Nobody\n"), other.stderr
+
+
+def test_python3_systemd_is_recommended_and_greeterd_greets_without_it(clean, deb):
+    """The .deb Recommends python3-systemd and does not Depend on it (greeterd imports it only
+    to notify systemd over a vsock NOTIFY_SOCKET; packaging/debian/py3dist-overrides keeps
+    dh_python3 from turning pyproject's systemd-python into a dependency): with it purged, apt
+    installs the package without recommends, and greeter.socket activates a greeterd that greets."""
+    podman("cp", str(deb), f"{clean.name}:/tmp/{deb.name}")
+    fields = clean.exec("dpkg-deb", "-f", f"/tmp/{deb.name}", "Depends", "Recommends").stdout
+    depends, recommends = (
+        dict(line.split(": ", 1) for line in fields.splitlines())[field]
+        for field in ("Depends", "Recommends")
+    )
+    assert "python3-systemd" not in depends, depends
+    assert recommends == "python3-systemd", recommends
+    clean.exec("dpkg", "--purge", "python3-systemd")
+    clean.exec(
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        f"/tmp/{deb.name}",
+    )
+    assert "python3-systemd" not in installed_packages(clean)
+    no_module = clean.exec("python3", "-c", "import systemd", check=False)
+    assert no_module.returncode != 0, "python3-systemd is still importable"
+    done = clean.client("--name", "Zoë")
+    assert (done.returncode, done.stdout) == (0, "Hello, Zoë\n"), done.stderr
+    assert clean.state("greeter.service") == "active/running"
 
 
 def test_the_package_installs_programs_module_units_and_man_pages(installed):
