@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # sysexits.h codes, as listed by --help.
 EX_OK = 0
 EX_CANTCREAT = 73
+EX_UNAVAILABLE = 69
 EX_CONFIG = 78
 
 #: Default for --exit-idle-time: stay up for good unless asked (the unit asks).
@@ -92,6 +93,10 @@ COMMAND = cli.Command(
     exit_statuses=[
         (EX_OK, "stopped by SIGTERM or after --exit-idle-time"),
         (cli.EX_USAGE, "bad command line"),
+        (
+            EX_UNAVAILABLE,
+            "NOTIFY_SOCKET is not an AF_UNIX address (vsock) and systemd-python is missing",
+        ),
         (EX_CANTCREAT, "cannot bind --socket (in use, not a socket, no permission)"),
         (cli.EX_IOERR, "--help or --version could not be written to standard output"),
         (
@@ -117,9 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except activation.ActivationError as error:
         logger.error(f"cannot start: {error}")
         return EX_CONFIG
-    notify_address = activation.notify_address(environ)
+    try:
+        notify = outlets.Notifier(activation.notify_address(environ))
+    except outlets.NotifyUnavailable as error:
+        logger.error(f"cannot start: {error}")
+        return EX_UNAVAILABLE
     if inherited:
-        return _serve(inherited, settings.exit_idle_time, watchdog, notify_address, logger)
+        return _serve(inherited, settings.exit_idle_time, watchdog, notify, logger)
     try:
         bound = activation.BoundListener(settings.socket)
     except activation.ActivationError as error:
@@ -127,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CANTCREAT
     try:
         # Nobody would start greeterd again after an idle exit, so it never exits on idle here.
-        return _serve([bound.endpoint], 0.0, watchdog, notify_address, logger)
+        return _serve([bound.endpoint], 0.0, watchdog, notify, logger)
     finally:
         bound.close()
 
@@ -136,10 +145,9 @@ def _serve(
     endpoints: Sequence[activation.Endpoint],
     exit_idle_time: float,
     watchdog: float | None,
-    notify_address: str | None,
+    notify: outlets.Notifier,
     logger: log.Log,
 ) -> int:
-    notify = outlets.Notifier(notify_address)
     greeter = server.Server(
         endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
     )

@@ -15,8 +15,11 @@ import errno
 import select
 import stat
 
-from greeterd.speedups import notify as blocking_notify
-from greeterd.speedups import sockets, syscalls
+from greeterd.speedups import blocking_notify, sockets, syscalls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: Where journald reads native-protocol entries (systemd's "Native Journal Protocol").
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -169,28 +172,40 @@ class StreamOutlet:
             syscalls.close(self._own_fd)
 
 
+class NotifyUnavailable(Exception):
+    """NOTIFY_SOCKET names an address greeterd cannot reach without systemd-python."""
+
+
 class Notifier:
     """sd_notify(3) messages to NOTIFY_SOCKET, a no-op without one.
 
     WATCHDOG=1 and STATUS= are sent without waiting and dropped when PID 1's queue is full,
     and the call returns False: the loop tries a dropped WATCHDOG=1 again soon
     (lifecycle.WATCHDOG_RETRY), and a STATUS= waits for the next change of counts. READY=1
-    and STOPPING=1 wait up to NOTIFY_WAIT. An
-    address that is not an AF_UNIX one (systemd also knows vsock:) goes through
-    systemd-python's notify(), which may block.
+    and STOPPING=1 wait up to NOTIFY_WAIT. An address that is not an AF_UNIX one (systemd
+    also knows vsock:) goes through systemd-python's notify(), which may block; without
+    systemd-python such an address raises NotifyUnavailable here, at start, not at READY=1.
     """
 
     def __init__(self, address: str | None) -> None:
         self._outlet = DatagramOutlet(address) if address and address[0] in "/@" else None
-        self._fallback = address is not None and self._outlet is None
+        self._blocking: Callable[[str], object] | None = None
+        if address is not None and self._outlet is None:
+            try:
+                self._blocking = blocking_notify()
+            except ImportError:
+                raise NotifyUnavailable(
+                    f"NOTIFY_SOCKET={address} is reached through systemd-python "
+                    "(Debian: python3-systemd), which is not installed"
+                ) from None
         #: Messages that could not be sent: the loop's STATUS= and WATCHDOG=1 skip a beat.
         self.dropped = 0
 
     def __call__(self, state: str) -> bool:
         if self._outlet is None:
-            if self._fallback:
-                blocking_notify(state)
-            return self._fallback
+            if self._blocking is not None:
+                self._blocking(state)
+            return self._blocking is not None
         lifecycle = "READY=1" in state or "STOPPING=1" in state
         if self._outlet.send(state.encode(), NOTIFY_WAIT if lifecycle else 0.0):
             return True

@@ -65,8 +65,8 @@ __all__ = [
     "SIGTERM",
     "PublicAccepter",
     "accepter",
+    "blocking_notify",
     "environment",
-    "notify",
     "set_wakeup_fd",
     "signal",
     "sockets",
@@ -109,12 +109,14 @@ def unsetenv(name: str) -> None:
         os.environ.pop(name, None)  # os.environ unsets it too
 
 
-def notify(state: str) -> object:
+def blocking_notify() -> Callable[[str], object]:
     """sd_notify(3) through systemd-python, which may block: outlets.Notifier uses it only for
-    addresses it cannot reach itself (vsock). Imported on the first call, never at start."""
+    addresses it cannot reach itself (vsock), and imports it only then. ImportError: systemd-python
+    is not installed (the Debian package only Recommends it)."""
     from systemd import daemon  # noqa: PLC0415 (loads libsystemd: only for a vsock address)
 
-    return daemon.notify(state)
+    notify: Callable[[str], object] = daemon.notify  # systemd-python ships no type hints
+    return notify
 
 
 def accepter(listener: sockets.socket) -> Callable[[], tuple[int, Any]]:

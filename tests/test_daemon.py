@@ -5,11 +5,12 @@ installed greeterd, bound by itself or started by systemd-socket-activate."""
 import resource
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from greeterd import daemon, log, protocol, server
+from greeterd import daemon, log, outlets, protocol, server
 from tests.support import GREETERD, HELLO, MemoryOutlet, exchange, greet, require_tool, skip_or_fail
 
 
@@ -81,6 +82,41 @@ def test_a_malformed_watchdog_usec_is_refused_before_binding(self_bound, sock_di
     assert "cannot start: WATCHDOG_USEC='soon' is not a positive number of microseconds" in err
     assert "Traceback" not in err
     assert not daemon.path.exists()
+
+
+def test_a_vsock_notify_socket_without_systemd_python_is_refused_at_start(sock_dir):
+    """NOTIFY_SOCKET=vsock:... is reached only through systemd-python, which the Debian package
+    only Recommends: without it greeterd exits EX_UNAVAILABLE (69) with one line naming the
+    package, before binding --socket, not with a traceback at READY=1 after it accepted."""
+    path = sock_dir / "greeter.sock"
+    without_systemd_python = (
+        "import sys; sys.modules['systemd'] = None; "  # import systemd raises ImportError
+        "from greeterd.daemon import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", without_systemd_python, "--socket", str(path)],
+        env={"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": "vsock:2:9999"},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == daemon.EX_UNAVAILABLE == 69, done.stderr
+    assert (
+        "cannot start: NOTIFY_SOCKET=vsock:2:9999 is reached through systemd-python " in done.stderr
+    )
+    assert "(Debian: python3-systemd), which is not installed" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not path.exists()
+
+
+def test_a_vsock_notify_socket_is_served_through_systemd_python():
+    """With systemd-python installed a vsock NOTIFY_SOCKET is accepted at start: its notify()
+    is what the Notifier will call (nothing is sent here: no vsock listener exists)."""
+    from systemd import daemon as systemd_daemon  # noqa: PLC0415 (the reference)
+
+    notifier = outlets.Notifier("vsock:2:9999")
+    assert notifier._blocking is systemd_daemon.notify
 
 
 def test_exit_idle_time_is_ignored_when_nobody_could_restart_greeterd(self_bound):
