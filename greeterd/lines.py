@@ -139,10 +139,11 @@ class LineClients:
         except _NotWhole:
             self._hold(sock, data, message_mode)
             return
+        # _finish(), written out: the call alone costs the fast path about 3% more instructions
+        # per greeting (callgrind). A reply on a fresh socket always fits the send buffer, so
+        # this never blocks; a client that already left (EPIPE, ECONNRESET) is only counted.
         if self._debug:
             self._log_greeting(sock, reply)
-        # A reply on a fresh socket always fits the send buffer, so this never blocks; a client
-        # that already left (EPIPE, ECONNRESET) is only counted.
         try:
             sock.send(reply, _MSG_DONTWAIT)
         except OSError:
