@@ -40,8 +40,8 @@ class Settings:
 
 
 def _description() -> str:
-    """--help's paragraph. It quotes folding.py's limits, and folding.py is loaded at the first
-    refusal (tally.py), not at start: so is this."""
+    """--help's paragraph. It quotes folding.py's limits, and folding.py is not loaded at start
+    (tally.load_folding()): so is this."""
     from greeterd import folding  # noqa: PLC0415 (only for --help and the man page)
 
     return (

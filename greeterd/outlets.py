@@ -198,14 +198,14 @@ class Notifier:
                     f"NOTIFY_SOCKET={address} is reached through systemd-python "
                     "(Debian: python3-systemd), which is not installed"
                 ) from None
-        #: Messages that could not be sent: the loop's STATUS= and WATCHDOG=1 skip a beat.
+        #: Messages that could not be sent (the loop sends a dropped WATCHDOG=1 again).
         self.dropped = 0
 
-    def __call__(self, state: str) -> bool:
+    def __call__(self, state: str) -> bool | None:
+        """True: sent; False: dropped (PID 1's queue was full, or it is gone); None: there is
+        no NOTIFY_SOCKET, so nothing to send and nothing to send again."""
         if self._outlet is None:
-            if self._blocking is not None:
-                self._blocking(state)
-            return self._blocking is not None
+            return None if self._blocking is None else bool(self._blocking(state))
         lifecycle = "READY=1" in state or "STOPPING=1" in state
         if self._outlet.send(state.encode(), NOTIFY_WAIT if lifecycle else 0.0):
             return True

@@ -71,10 +71,9 @@ class Server:
     """Greets clients on the given endpoints until told to stop, then drains.
 
     ``notify`` sends sd_notify(3) lines (a no-op outside systemd) and returns False for a line
-    it dropped. ``exit_idle_time`` > 0 makes
-    the server stop once nothing has happened for that long; only pass it when systemd can
-    start greeterd again on the next connection. ``watchdog_interval`` is how often to send
-    WATCHDOG=1.
+    it dropped. ``exit_idle_time`` > 0 makes the server stop once nothing has happened for that
+    long; only pass it when systemd can start greeterd again on the next connection.
+    ``watchdog_interval`` is how often to send WATCHDOG=1.
     """
 
     def __init__(

@@ -4,8 +4,8 @@ Line clients, Varlink calls and datagrams are all answered by lines.answer(), wh
 each greeting here and reports each refusal here, so STATUS=, the stop line and the journal
 agree whichever way a request came, and folding (folding.py) sees every refusal of a peer, on
 any endpoint. A refusal comes with its peer's credentials as numbers: asking a socket for them
-is lines.py's business. folding.py is imported at the first refusal, so a start that refuses
-no one does not pay for it.
+is lines.py's business. folding.py is imported by load_folding(), which greeterd calls once the
+clients that woke it are served, so a cold start's first greeting does not pay for it.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class Tally:
         """Count a refusal and log it, or fold it into its uid's summary (folding.py)."""
         pid, uid, gid = peer
         self.refused += 1
-        # load_folding() imports nothing once greeterd has started (Accept=yes never calls it).
+        # load_folding() imports folding.py only for a refusal before greeterd called it: among
+        # the clients that woke it, or with Accept=yes, which never calls it.
         if not self.load_folding().refused(self._clock(), uid, reason):
             return
         described = protocol.describe(received)
