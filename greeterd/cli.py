@@ -240,6 +240,18 @@ def path(text: str) -> str:
     return text
 
 
+def name(text: str) -> str:
+    """A process's name for its STATUS= and log lines: letters, digits and ``@._-``, as a
+    unit's instance name (%i) is, at most 64 characters."""
+    if (
+        not text
+        or len(text) > 64
+        or not all(c.isascii() and (c.isalnum() or c in "@._-") for c in text)
+    ):
+        raise ValueError(f"{text!r} is not 1 to 64 letters, digits, '@', '.', '_' or '-'")
+    return text
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     """A converter that accepts one of ``allowed``."""
 

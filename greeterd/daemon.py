@@ -37,6 +37,7 @@ class Settings:
     socket = protocol.DEFAULT_SOCKET
     exit_idle_time = DEFAULT_EXIT_IDLE_TIME
     log_level = "info"
+    name = ""
 
 
 def _description() -> str:
@@ -82,6 +83,13 @@ COMMAND = cli.Command(
             convert=cli.seconds,
         ),
         cli.Option(
+            "--name",
+            "begin STATUS= and every log line with NAME, to tell apart processes that share "
+            "one socket (greeter-worker@N.service passes worker-N); default none",
+            metavar="NAME",
+            convert=cli.name,
+        ),
+        cli.Option(
             "--log-level",
             "least important lines logged: error, warning, notice (refused requests), info, "
             "debug (every greeting); default info",
@@ -115,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = environment()
     to_journal = activation.stderr_is_journal(environ)
     outlet = outlets.JournalOutlet() if to_journal else outlets.StreamOutlet()
-    logger = log.Log(log.LEVELS[settings.log_level], outlet)
+    logger = log.Log(log.LEVELS[settings.log_level], outlet, settings.name)
     try:
         inherited = activation.inherited_endpoints(environ)
         watchdog = activation.watchdog_interval(environ, syscalls.getpid())
@@ -123,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error(f"cannot start: {error}")
         return EX_CONFIG
     try:
-        notify = outlets.Notifier(activation.notify_address(environ))
+        notify = outlets.Notifier(activation.notify_address(environ), settings.name)
     except outlets.NotifyUnavailable as error:
         logger.error(f"cannot start: {error}")
         return EX_UNAVAILABLE

@@ -46,9 +46,12 @@ class Log:
     through protocol.describe().
     """
 
-    def __init__(self, level: int, outlet: Outlet) -> None:
+    def __init__(self, level: int, outlet: Outlet, name: str = "") -> None:
         self.level = level
         self.outlet = outlet
+        #: "NAME: " before every message (greeterd --name), so that processes sharing one
+        #: socket can be told apart in one view of the journal; "" for none.
+        self.prefix = f"{name}: " if name else ""
         #: Lines dropped since the last one that was written.
         self.lost = 0
 
@@ -67,6 +70,8 @@ class Log:
             self.lost += 1
 
     def _send(self, priority: int, message: str, fields: dict[str, object]) -> bool:
+        if self.prefix:
+            message = self.prefix + message
         if self.outlet.structured:
             return self.outlet.send(journal_entry(priority, message, fields))
         return self.outlet.send(text_line(priority, message))

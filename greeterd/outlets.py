@@ -187,7 +187,9 @@ class Notifier:
     systemd-python such an address raises NotifyUnavailable here, at start, not at READY=1.
     """
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, name: str = "") -> None:
+        # "STATUS=NAME: ..." (greeterd --name): each process sharing a socket says which it is.
+        self._status = f"STATUS={name}: " if name else ""
         self._outlet = DatagramOutlet(address) if address and address[0] in "/@" else None
         self._blocking: Callable[[str], object] | None = None
         if address is not None and self._outlet is None:
@@ -204,6 +206,8 @@ class Notifier:
     def __call__(self, state: str) -> bool | None:
         """True: sent; False: dropped (PID 1's queue was full, or it is gone); None: there is
         no NOTIFY_SOCKET, so nothing to send and nothing to send again."""
+        if self._status:
+            state = state.replace("STATUS=", self._status, 1)
         if self._outlet is None:
             return None if self._blocking is None else bool(self._blocking(state))
         lifecycle = "READY=1" in state or "STOPPING=1" in state

@@ -75,6 +75,19 @@ def test_bad_command_lines_say_what_is_wrong(argv, message):
         parsed(*argv)
 
 
+@pytest.mark.parametrize("text", ["worker-2", "a", "web@eu.1_x", "w" * 64])
+def test_a_process_name_is_what_a_unit_instance_may_be(text):
+    """--name takes letters, digits and @._- (what %i holds), 1 to 64 of them."""
+    assert cli.name(text) == text
+
+
+@pytest.mark.parametrize("text", ["", "w" * 65, "worker 2", "two\nlines", "wörker", "a:b"])
+def test_a_process_name_that_would_garble_a_log_line_is_refused(text):
+    """Spaces, newlines, colons, non-ASCII, empty or over 64: refused with what is allowed."""
+    with pytest.raises(ValueError, match="letters, digits"):
+        cli.name(text)
+
+
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_help_lists_every_option_and_exit_status(flag):
     """--help shows usage, the description, all options and the exit statuses."""

@@ -24,7 +24,13 @@ def test_greeterd_help_quotes_the_limits_it_enforces():
 
 @pytest.mark.parametrize(
     ("argv", "status"),
-    [(["--version"], 0), (["--help"], 0), (["--bogus"], 64), (["--log-level", "loud"], 64)],
+    [
+        (["--version"], 0),
+        (["--help"], 0),
+        (["--bogus"], 64),
+        (["--log-level", "loud"], 64),
+        (["--name", "two words"], 64),
+    ],
 )
 def test_command_line_exit_statuses(argv, status):
     """--help/--version exit 0; a bad command line exits 64 without a traceback."""

@@ -55,3 +55,18 @@ def test_lines_below_the_level_are_not_lost_lines():
     logger = log.Log(log.INFO, outlet)
     logger.debug("quiet")
     assert (outlet.sent, logger.lost) == ([], 0)
+
+
+def test_a_named_process_begins_every_line_with_its_name():
+    """greeterd --name=worker-2: each message, the lost-lines one too, starts "worker-2: "."""
+    outlet = MemoryOutlet(structured=True)
+    logger = log.Log(log.INFO, outlet, "worker-2")
+    outlet.taking = False
+    logger.notice("dropped")
+    outlet.taking = True
+    logger.info("stopping")
+    messages = [parse_entry(entry)["MESSAGE"] for entry in outlet.sent]
+    assert messages == [f"worker-2: {log.lost_message(1)}", "worker-2: stopping"]
+    text = MemoryOutlet()
+    log.Log(log.INFO, text, "worker-2").info("stopping")
+    assert text.sent == [b"greeterd: info: worker-2: stopping\n"]

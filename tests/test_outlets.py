@@ -139,3 +139,15 @@ def test_without_notify_socket_notify_does_nothing():
     notify = outlets.Notifier(None)
     assert not notify("READY=1")
     assert notify.dropped == 0
+
+
+def test_a_named_process_begins_its_status_with_its_name(sock_dir: Path):
+    """Notifier(..., "worker-2") turns STATUS=... into STATUS=worker-2: ..., and leaves the
+    other lines of a message alone."""
+    with unread_datagram_socket(sock_dir / "notify") as reader:
+        notify = outlets.Notifier(str(sock_dir / "notify"), "worker-2")
+        assert notify("READY=1\nSTATUS=Greeting on stream")
+        assert notify("WATCHDOG=1")
+        assert reader.recv(64) == b"READY=1\nSTATUS=worker-2: Greeting on stream"
+        assert reader.recv(64) == b"WATCHDOG=1"
+        notify.close()

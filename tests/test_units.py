@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROOT
 
 PACKAGING = ROOT / "packaging"
@@ -11,12 +13,14 @@ SANDBOX_START = "# -- identity and privileges"
 def sandbox(unit: str) -> str:
     text = (PACKAGING / unit).read_text()
     assert SANDBOX_START in text, f"{unit} has no sandbox section"
-    return text[text.index(SANDBOX_START) :]
+    return text[text.index(SANDBOX_START) :].split("\n[Install]", 1)[0]
 
 
-def test_the_accept_template_has_exactly_the_main_services_sandbox():
-    """greeter-accept@.service copies greeter.service's sandbox; this keeps them identical."""
-    assert sandbox("greeter-accept@.service") == sandbox("greeter.service")
+@pytest.mark.parametrize("template", ["greeter-accept@.service", "greeter-worker@.service"])
+def test_the_templates_have_exactly_the_main_services_sandbox(template):
+    """greeter-accept@.service and greeter-worker@.service copy greeter.service's sandbox;
+    this keeps them identical."""
+    assert sandbox(template) == sandbox("greeter.service")
 
 
 def lifecycle(unit: Path) -> list[str]:
@@ -31,6 +35,39 @@ def test_the_user_service_has_exactly_the_main_services_lifecycle():
     assert lifecycle(PACKAGING / "user" / "greeter.service") == lifecycle(
         PACKAGING / "greeter.service"
     )
+
+
+#: What makes systemd supervise greeterd: readiness, restarts, the watchdog, the stop budget,
+#: a shared listening socket kept non-blocking, the open-files limit, no start limit.
+SUPERVISION = (
+    "Type",
+    "NotifyAccess",
+    "Restart",
+    "RestartSec",
+    "WatchdogSec",
+    "TimeoutStopSec",
+    "NonBlocking",
+    "LimitNOFILE",
+    "StartLimitIntervalSec",
+)
+
+
+def test_a_worker_is_supervised_as_greeter_service_is():
+    """greeter-worker@.service is supervised as greeter.service is, never exits on idle (the
+    group's idleness is greeter.service's), names itself, takes greeter.socket's listening
+    socket and lives and dies with greeter.service."""
+    main = lifecycle(PACKAGING / "greeter.service")
+    worker = lifecycle(PACKAGING / "greeter-worker@.service")
+    supervision = [line for line in main if line.split("=", 1)[0] in SUPERVISION]
+    assert len(supervision) == len(SUPERVISION)
+    assert [line for line in worker if line.split("=", 1)[0] in SUPERVISION] == supervision
+    for line in (
+        "ExecStart=greeterd --name=worker-%i",
+        "Sockets=greeter.socket",
+        "BindsTo=greeter.service",
+        "After=greeter.service",
+    ):
+        assert line in worker
 
 
 def test_every_socket_unit_names_a_socket_under_run():

@@ -5,6 +5,8 @@ socket-activated.
     python3 tests/benchmarks/bench.py                  the full run
     python3 tests/benchmarks/bench.py --baseline DIR   with DIR's greeterd beside (19 min here)
     python3 tests/benchmarks/bench.py --quick          a short run that only checks correctness
+    python3 tests/benchmarks/bench.py --processes N    also N greeterd and N C reference
+                                                       processes sharing one socket
 
 Every server runs under systemd-socket-activate, the way systemd starts it, and is measured
 in turn, round after round (A B C D A B C D ...), so that a machine whose speed drifts hurts
@@ -21,6 +23,7 @@ from this checkout (not editable), as a user would have it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -69,6 +72,8 @@ class Server:
     #: The loadgen mode (and its extra arguments) that loads it: greetings on the line
     #: protocol, or Varlink calls ("varlink", CALLS per connection).
     load: tuple[str, ...] = ("rate",)
+    #: Processes sharing the one listening socket (share_socket.py hands it to each).
+    processes: int = 1
     results: dict[str, list[float]] = field(default_factory=dict)
 
     def record(self, metric: str, value: float) -> None:
@@ -117,8 +122,12 @@ class Running:
     def __init__(self, server: Server, path: Path) -> None:
         self.path = path
         path.unlink(missing_ok=True)
+        command = server.command
+        if server.processes > 1:
+            share = [sys.executable, str(HERE / "share_socket.py"), str(server.processes)]
+            command = [*share, *command]
         self.process = subprocess.Popen(
-            ["systemd-socket-activate", *server.activate_flags, "-l", str(path), *server.command],
+            ["systemd-socket-activate", *server.activate_flags, "-l", str(path), *command],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -133,9 +142,14 @@ class Running:
         return self.process.pid  # systemd-socket-activate exec()s the server: same pid
 
     def cpu_seconds(self) -> float:
-        """CPU time of the server, with its reaped children (Accept=yes: one per client)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        """CPU time of the server, with its children: reaped ones (Accept=yes: one per client)
+        and running ones (the processes share_socket.py started)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        ticks = cpu_ticks(self.pid, reaped=True)
+        for child in children:
+            # One that exited meanwhile is counted with the reaped, once reaped.
+            with contextlib.suppress(FileNotFoundError):
+                ticks += cpu_ticks(int(child), reaped=False)
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int:
@@ -163,6 +177,12 @@ class Running:
         self.path.unlink(missing_ok=True)
 
 
+def cpu_ticks(pid: int, reaped: bool) -> int:
+    """utime + stime of a process, with its reaped children's (cutime + cstime) if asked."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in ((11, 12, 13, 14) if reaped else (11, 12)))
+
+
 class Bench:
     def __init__(
         self,
@@ -170,13 +190,16 @@ class Bench:
         venv: Path,
         work: Path,
         settings: Settings,
+        *,
         baseline: Path | None = None,
+        processes: int = 1,
     ) -> None:
         self.loadgen = str(binaries / "loadgen")
         self.python = str(venv / "bin" / "python")
         self.work = work
         self.settings = settings
         greeterd = str(venv / "bin" / "greeterd")
+        self.processes = processes
         self.servers = [
             Server("C reference (epoll)", [str(binaries / "reference_server")]),
             Server("greeterd", [greeterd]),
@@ -225,8 +248,25 @@ class Bench:
                 [self.python, str(HERE / "peers" / "threading_socketserver.py")],
                 holds_idle_clients=False,
             ),
+            *(self.shared_servers(binaries, greeterd) if processes > 1 else []),
         ]
         self.interpreter: list[float] = []
+
+    def shared_servers(self, binaries: Path, greeterd: str) -> list[Server]:
+        """The C reference and greeterd, each as ``processes`` processes sharing one socket,
+        as greeter.service and its workers share greeter.socket."""
+        return [
+            Server(
+                shared_name(name, self.processes),
+                command,
+                holds_idle_clients=False,  # the idle clients would spread over the processes
+                processes=self.processes,
+            )
+            for name, command in (
+                ("C reference (epoll)", [str(binaries / "reference_server")]),
+                ("greeterd", [greeterd]),
+            )
+        ]
 
     @staticmethod
     def baseline_servers(baseline: Path) -> list[Server]:
@@ -295,7 +335,11 @@ class Bench:
 
     def refusing(self) -> list[Server]:
         """The servers that check names (greeterd's), one process for all clients."""
-        return [s for s in self.servers if s.name.startswith("greeterd") and not s.activate_flags]
+        return [
+            s
+            for s in self.servers
+            if s.name.startswith("greeterd") and not s.activate_flags and s.processes == 1
+        ]
 
     def measure_quiet_clients(self, server: Server, running: Running) -> None:
         """The rate at 16 with one silent client held, and with IDLE_CLIENTS held, each as a
@@ -325,7 +369,7 @@ class Bench:
                 float(run([self.loadgen, "exec", self.python, "-I", "-c", "pass"])) / 1000
             )
             for server in self.servers:
-                if server.load != ("rate",):
+                if server.load != ("rate",) or server.processes > 1:
                     continue  # loadgen once greets on the line protocol only
                 running = Running(server, self.path())
                 try:
@@ -346,7 +390,8 @@ class Bench:
                     run([self.loadgen, "once", str(started.path)])  # activate it
                 for _ in range(3):
                     self.rate(started, 16, server.load)  # warm-up (and activation)
-                if not server.activate_flags:  # with --accept it would be the activator's RSS
+                # With --accept it would be the activator's RSS; with processes, the sharer's.
+                if not server.activate_flags and server.processes == 1:
                     server.record("rss_idle_kib", started.rss_kib())
                 server.record("backlog", started.backlog())
             for number in range(self.settings.rounds):
@@ -435,7 +480,36 @@ class Bench:
                 fmt(server.median("refuse_cpu_16"), "{:.1f}"),
             )
             lines.append(f"| {server.name} | {' | '.join(figures)} |")
+        if self.processes > 1:
+            lines += self.shared_report()
         return "\n".join(lines)
+
+    def shared_report(self) -> list[str]:
+        """greeterd and the C reference as N processes sharing one socket, against one."""
+        n = self.processes
+        lines = [
+            "",
+            f"| {n} processes sharing one socket | greetings/s at 16 | at 128 "
+            f"| ratio to C with {n} processes at 128 | ratio to 1 process at 128 "
+            "| server CPU per greeting at 128 (µs) |",
+            "|---|---|---|---|---|---|",
+        ]
+        c_shared = shared_name("C reference (epoll)", n)
+        for name in ("C reference (epoll)", "greeterd"):
+            server = next(s for s in self.servers if s.name == shared_name(name, n))
+            figures = (
+                fmt(server.median("rate_16"), "{:,.0f}"),
+                fmt(server.median("rate_128"), "{:,.0f}"),
+                fmt(self.ratio(server, "rate_128", c_shared), "{:.2f}"),
+                fmt(self.ratio(server, "rate_128", name), "{:.2f}"),
+                fmt(server.median("cpu_128"), "{:.1f}"),
+            )
+            lines.append(f"| {server.name} | {' | '.join(figures)} |")
+        return lines
+
+
+def shared_name(name: str, processes: int) -> str:
+    return f"{name}, {processes} processes"
 
 
 def latency(server: Server) -> str:
@@ -479,6 +553,13 @@ def main() -> int:
         metavar="CHECKOUT",
         help="also run greeterd from another checkout (a change's before, side by side)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also run N greeterd and N C reference processes sharing one socket",
+    )
     args = parser.parse_args()
     for tool in ("gcc", "systemd-socket-activate", "ss"):
         if shutil.which(tool) is None:
@@ -495,7 +576,14 @@ def main() -> int:
             binaries = build(work)
             venv = virtualenv(work / "venv", ROOT)
             baseline = args.baseline and virtualenv(work / "baseline", args.baseline.resolve())
-            bench = Bench(binaries, venv, work, settings, baseline or None)
+            bench = Bench(
+                binaries,
+                venv,
+                work,
+                settings,
+                baseline=baseline or None,
+                processes=args.processes,
+            )
             bench.run()
         except Failed as failure:
             print(f"bench: {failure}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
     python3 - steady SECONDS THREADS [PATH]  greet in a loop from THREADS threads until SECONDS
                                              pass (PATH: another socket than /run/greeter.sock)
+    python3 - greetings COUNT THREADS    exactly COUNT greetings from THREADS threads in a loop
     python3 - burst COUNT                connect COUNT clients at once, then send and read all
     python3 - idle-boundary ROUNDS GAP   one greeting, then a pause of GAP seconds give or take
                                          10%, ROUNDS times: pauses that straddle an idle exit
@@ -81,6 +82,28 @@ def steady(seconds: float, threads: int) -> None:
     for thread in workers:
         thread.join()
     tally.report(per_second=round(tally.greeted / (time.monotonic() - started)))
+
+
+def greetings(count: int, threads: int) -> None:
+    """Exactly COUNT greetings, from THREADS threads greeting in a loop."""
+    tally = Tally()
+    counter = iter(range(count))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                return
+            tally.add(greet(index))
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    tally.report()
 
 
 def burst(count: int) -> None:
@@ -193,6 +216,8 @@ if __name__ == "__main__":
         if len(args) > 2:
             PATH = args[2]
         steady(float(args[0]), int(args[1]))
+    elif mode == "greetings":
+        greetings(int(args[0]), int(args[1]))
     elif mode == "burst":
         burst(int(args[0]))
     elif mode == "idle-boundary":

@@ -193,13 +193,13 @@ def test_the_package_installs_the_user_units_enabled_for_nobody(installed):
 
 
 def test_the_installed_units_pass_systemd_analyze_verify(installed):
-    """systemd-analyze verify accepts every installed socket and greeter.service: it finds
-    ExecStart=greeterd in /usr/bin and each socket's service (or template)."""
+    """systemd-analyze verify accepts every installed socket, greeter.service and a worker
+    (greeter-worker@2): it finds ExecStart=greeterd in /usr/bin and each socket's service (or
+    template)."""
     sockets = [unit for unit in UNIT_FILES if unit.endswith(".socket")]
     # --man=no: the minimal image has no man(1) to look up Documentation= pages with.
-    verify = installed.exec(
-        "systemd-analyze", "verify", "--man=no", *sockets, "greeter.service", check=False
-    )
+    units = [*sockets, "greeter.service", "greeter-worker@2.service"]
+    verify = installed.exec("systemd-analyze", "verify", "--man=no", *units, check=False)
     assert verify.returncode == 0, verify.stderr
     assert verify.stderr.strip() == ""
 
@@ -278,14 +278,18 @@ def test_an_upgrade_under_load_loses_no_client_and_never_stops_the_socket(clean,
     """Installing a newer build over the package while clients greet in a loop: no client
     fails, greeter.socket is never stopped or restarted (the same InvocationID and
     ActiveEnterTimestamp, listening throughout, no connection refused), and greeter.service
-    ends on the new code: a new process (new InvocationID and MainPID) started after dpkg had
-    replaced greeterd's files. debian/rules says why the package does it this way."""
+    and its enabled worker (greeter-worker@2) end on the new code: new processes (new
+    InvocationID and MainPID) started after dpkg had replaced greeterd's files. debian/rules
+    says why the package does it this way."""
     deb, newer = debs
     apt_install(clean, deb)
+    clean.exec("systemctl", "enable", "greeter-worker@2.service")
     assert clean.client("--name", "before").stdout == "Hello, before\n"
+    clean.wait_for_state("greeter-worker@2.service", "active/running")
     socket_fields = ("InvocationID", "ActiveEnterTimestampMonotonic", "ActiveState", "SubState")
     socket_before = clean.show("greeter.socket", *socket_fields)
-    service_before = clean.show("greeter.service", "InvocationID", "MainPID")
+    services = ("greeter.service", "greeter-worker@2.service")
+    before = {unit: clean.show(unit, "InvocationID", "MainPID") for unit in services}
     podman("cp", str(newer), f"{clean.name}:/tmp/{newer.name}")
     load = Background(clean, "steady", str(UPGRADE_LOAD_SECONDS), "4")
     time.sleep(2)
@@ -308,11 +312,6 @@ def test_an_upgrade_under_load_loses_no_client_and_never_stops_the_socket(clean,
     refused = clean.show("greeter.socket", "NRefused").get("NRefused", "0")
     assert refused == "0", f"greeter.socket refused {refused} connections"
     assert clean.client("--name", "after").stdout == "Hello, after\n"
-    service_after = clean.show(
-        "greeter.service", "InvocationID", "MainPID", "ExecMainStartTimestampMonotonic"
-    )
-    assert service_after["InvocationID"] != service_before["InvocationID"]
-    assert service_after["MainPID"] not in (service_before["MainPID"], "0")
     replaced = int(
         clean.exec(
             "python3",
@@ -321,6 +320,11 @@ def test_an_upgrade_under_load_loses_no_client_and_never_stops_the_socket(clean,
             "/usr/lib/python3/dist-packages/greeterd/__init__.py",
         ).stdout
     )
-    assert int(service_after["ExecMainStartTimestampMonotonic"]) > replaced, (
-        "greeterd runs code from before the upgrade"
-    )
+    for unit in services:
+        clean.wait_for_state(unit, "active/running")
+        after = clean.show(unit, "InvocationID", "MainPID", "ExecMainStartTimestampMonotonic")
+        assert after["InvocationID"] != before[unit]["InvocationID"], unit
+        assert after["MainPID"] not in (before[unit]["MainPID"], "0"), unit
+        assert int(after["ExecMainStartTimestampMonotonic"]) > replaced, (
+            f"{unit} runs code from before the upgrade"
+        )

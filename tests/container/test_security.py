@@ -10,15 +10,20 @@ THRESHOLD = 5
 
 
 def test_the_service_scores_0_5_or_better(container):
-    """systemd-analyze security rates greeter.service 0.5 or lower; --threshold fails above."""
-    done = container.exec(
-        "systemd-analyze", "security", f"--threshold={THRESHOLD}", "greeter.service", check=False
-    )
-    score = re.search(r"Overall exposure level for greeter.service: (\d+\.\d)", done.stdout)
-    assert score, done.stdout + done.stderr
-    print(f"systemd-analyze security: {score.group(1)}")
-    assert done.returncode == 0, done.stdout
-    assert float(score.group(1)) <= THRESHOLD / 10
+    """systemd-analyze security rates greeter.service 0.5 or lower (--threshold fails above),
+    and a worker (greeter-worker@2.service) exactly the same."""
+    scores = {}
+    for unit in ("greeter.service", "greeter-worker@2.service"):
+        done = container.exec(
+            "systemd-analyze", "security", f"--threshold={THRESHOLD}", unit, check=False
+        )
+        score = re.search(rf"Overall exposure level for {unit}: (\d+\.\d)", done.stdout)
+        assert score, done.stdout + done.stderr
+        assert done.returncode == 0, done.stdout
+        scores[unit] = score.group(1)
+    print(f"systemd-analyze security: {scores}")
+    assert float(scores["greeter.service"]) <= THRESHOLD / 10
+    assert scores["greeter-worker@2.service"] == scores["greeter.service"]
 
 
 #: The uids systemd hands to DynamicUser= services (systemd.exec(5)).

@@ -20,14 +20,24 @@ def listening_sockets(container: Container, table: str = "/proc/net/unix") -> li
 
 
 def test_boot_reaches_running_with_no_failed_greeter_unit(container):
-    """systemd boots; greeter.socket is enabled and listening; both units pass verify."""
+    """systemd boots; greeter.socket is enabled and listening; it, greeter.service and a
+    worker (greeter-worker@.service, enabled for nobody) pass verify."""
     assert container.system_state() in ("running", "degraded")
     failed = container.exec("systemctl", "--failed", "--no-legend", "--plain").stdout
     assert "greeter" not in failed
     assert container.state("greeter.socket") == "active/listening"
     # --man=no: the minimal image has no man(1) to look up Documentation= pages with.
     verify = container.exec(
-        "systemd-analyze", "verify", "--man=no", "greeter.socket", "greeter.service", check=False
+        "systemd-analyze",
+        "verify",
+        "--man=no",
+        "greeter.socket",
+        "greeter.service",
+        "greeter-worker@2.service",
+        check=False,
+    )
+    assert (
+        container.exec("ls", "/etc/systemd/system/greeter.service.wants", check=False).stdout == ""
     )
     assert verify.returncode == 0, verify.stderr
     assert verify.stderr.strip() == ""

@@ -6,10 +6,10 @@ import sys
 from tests.support import ROOT
 
 
-def run_quick(script: str, timeout: float) -> str:
-    """Run tests/benchmarks/SCRIPT --quick; return its output once it has exited 0."""
+def run_quick(script: str, timeout: float, *args: str) -> str:
+    """Run tests/benchmarks/SCRIPT --quick ARGS; return its output once it has exited 0."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "benchmarks" / script), "--quick"],
+        [sys.executable, str(ROOT / "tests" / "benchmarks" / script), "--quick", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -20,9 +20,10 @@ def run_quick(script: str, timeout: float) -> str:
 
 
 def test_the_benchmark_runs_and_every_reply_is_right():
-    """bench.py --quick builds the C programs and a virtualenv, runs each server under
-    systemd-socket-activate and exits 0 only if every one of loadgen's replies was exact."""
-    output = run_quick("bench.py", timeout=600)
+    """bench.py --quick --processes 2 builds the C programs and a virtualenv, runs each server
+    under systemd-socket-activate (the last two as 2 processes sharing its socket) and exits 0
+    only if every one of loadgen's replies was exact."""
+    output = run_quick("bench.py", 600, "--processes", "2")
     main_table = output.split("\n\n")[1]
     rows = [line for line in main_table.splitlines() if line.startswith("| ")]
     names = [row.split("|")[1].strip() for row in rows[1:]]
@@ -38,22 +39,26 @@ def test_the_benchmark_runs_and_every_reply_is_right():
         "greeterd, Varlink, 1 call per connection",
         "asyncio streams",
         "socketserver threads",
+        "C reference (epoll), 2 processes",
+        "greeterd, 2 processes",
     ]
     assert "| against the Python floor" in output
     assert "| a flood of refused names" in output
+    shared = output.split("| 2 processes sharing one socket |")[1].splitlines()[2:4]
+    assert [row.split("|")[1].strip() for row in shared] == names[-2:]
 
 
 def test_the_per_greeting_benchmark_runs_and_every_reply_is_right():
     """per_greeting.py --quick serves queued clients through the floor, the floor with
     greeterd's protocol, and greeterd's Server, and exits 0 only if every reply was exact and
     greeterd counted every greeting."""
-    assert "every reply checked" in run_quick("per_greeting.py", timeout=120)
+    assert "every reply checked" in run_quick("per_greeting.py", 120)
 
 
 def test_the_startup_benchmark_times_the_bar_both_activations_and_each_part():
     """startup.py --quick exits 0 only if both cold activations answered exactly, and reports
     a time for the bar, each activation and each part greeterd imports before its reply."""
-    output = run_quick("startup.py", timeout=600)
+    output = run_quick("startup.py", 600)
     rows = {
         cells[1].strip(): cells[2].strip()
         for cells in (line.split("|") for line in output.splitlines() if line.startswith("| "))
