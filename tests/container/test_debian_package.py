@@ -34,6 +34,8 @@ UNIT_FILES = sorted(
     p.name for p in (ROOT / "packaging").iterdir() if p.suffix in (".socket", ".service")
 )
 WANTS_LINK = "/etc/systemd/system/sockets.target.wants/greeter.socket"
+#: Where `systemctl enable greeter-worker@N.service` links workers in: nothing, after install.
+WORKERS_WANTED = "/etc/systemd/system/greeter.service.wants"
 USER_UNIT_DIR = "/usr/lib/systemd/user"
 #: The user units the package ships, and their sources in packaging/.
 USER_UNIT_FILES = {
@@ -194,8 +196,9 @@ def test_the_package_installs_the_user_units_enabled_for_nobody(installed):
 
 def test_the_installed_units_pass_systemd_analyze_verify(installed):
     """systemd-analyze verify accepts every installed socket, greeter.service and a worker
-    (greeter-worker@2): it finds ExecStart=greeterd in /usr/bin and each socket's service (or
-    template)."""
+    (greeter-worker@2, a template enabled for nobody): it finds ExecStart=greeterd in /usr/bin
+    and each socket's service (or template)."""
+    assert installed.exec("test", "-e", WORKERS_WANTED, check=False).returncode != 0
     sockets = [unit for unit in UNIT_FILES if unit.endswith(".socket")]
     # --man=no: the minimal image has no man(1) to look up Documentation= pages with.
     units = [*sockets, "greeter.service", "greeter-worker@2.service"]

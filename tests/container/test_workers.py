@@ -90,8 +90,8 @@ def test_a_worker_restarted_under_load_loses_no_client(group: Container) -> None
     """`systemctl restart` of the worker while 16 threads greet: it drains what it accepted,
     greeter.service takes the rest meanwhile, and no client fails; nobody's watchdog fires."""
     main_pid = group.main_pid(MAIN)
-    load = Background(group, "steady", "6", str(THREADS))
-    time.sleep(2)
+    load = Background(group, "steady", "4", str(THREADS))
+    time.sleep(1.5)
     group.exec("systemctl", "restart", WORKER)
     answered, failed, failures = outcome(load.result())
     print(f"worker restarted under load: {answered} greeted, {failed} failed")
@@ -107,8 +107,8 @@ def test_a_worker_killed_under_load_loses_only_its_own_clients(group: Container)
     not answered fail (one per thread at most, each cut off), everyone else is greeted by
     greeter.service, systemd restarts the worker, and no watchdog fires."""
     main_pid = group.main_pid(MAIN)
-    load = Background(group, "steady", "6", str(THREADS))
-    time.sleep(2)
+    load = Background(group, "steady", "4", str(THREADS))
+    time.sleep(1.5)
     group.kill_and_wait_for_restart(WORKER)
     answered, failed, failures = outcome(load.result())
     print(f"worker killed under load: {answered} greeted, {failed} failed")
