@@ -129,7 +129,7 @@ class HeldClients:
     def __init__(self, server: Server) -> None:
         #: The bookkeeping (waiting.py): is this fd waited for, whose deadline has passed.
         self.clients = WaitingClients(lanes=2)
-        self._server = server
+        self._listeners = server.listeners  # its accept gate: closed at the cap
         self._epoll, self._clock, self._timers = server.epoll, server.clock, server.timers
         self._read_timeout, self._max_connections = server.read_timeout, server.max_connections
 
@@ -142,7 +142,7 @@ class HeldClients:
         self.clients.add(fd, deadline, message_mode, received, _READ_LANE)
         self._epoll.register(fd, _IN)
         if len(self.clients) >= self._max_connections:
-            self._server.close_gate(AT_CAP)  # reopened by release(): clients wait in the backlog
+            self._listeners.close_gate(AT_CAP)  # reopened by release(): clients wait in the backlog
 
     def renew(self, fd: int, seconds: float) -> None:
         """Wait ``seconds`` more for a client held, from now (Varlink's next call)."""
@@ -156,7 +156,7 @@ class HeldClients:
         self.clients.remove(fd)
         self._timers.activity(self._clock())
         if len(self.clients) < self._max_connections:
-            self._server.reopen_gate(AT_CAP)
+            self._listeners.reopen_gate(AT_CAP)
 
 
 class LineClients:

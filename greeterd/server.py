@@ -3,29 +3,29 @@
 Each kind of client has its module: lines.py answers line-protocol clients (stream,
 seqpacket, and the one connection passed with Accept=yes, after which the loop returns) and
 keeps every connection waited for (HeldClients), sessions.py Varlink connections and
-datagrams.py datagrams (both imported only when such a socket is served). lifecycle.py says
-when timers fall due and whether to accept; tally.py's Duties do what falls due. No asyncio:
-its import alone costs several interpreter start-ups, and start_unix_server() would call
-listen() again on systemd's socket (docs/performance.md). One client's fault becomes an error
-line, a log line and a close, never an exception out of the loop.
+datagrams.py datagrams (both imported only when such a socket is served). listeners.py keeps
+the rest the loop listens on: listening sockets, the accept gate, accept()'s errors, the stop
+signals' pipe. lifecycle.py says when timers fall due; tally.py's Duties do what falls due.
+No asyncio: its import alone costs several interpreter start-ups, and start_unix_server()
+would call listen() again on systemd's socket (docs/performance.md). One client's fault
+becomes an error line, a log line and a close, never an exception out of the loop.
 """
 
 from __future__ import annotations
 
-import errno
 import select
 import time
 
-from greeterd.activation import CONNECTION, DATAGRAM, LISTENER, VARLINK
-from greeterd.lifecycle import ACCEPT_BACKOFF, OUT_OF_RESOURCES, STOPPING, AcceptGate, Timers
+from greeterd.activation import CONNECTION, VARLINK
+from greeterd.lifecycle import Timers
 from greeterd.lines import HeldClients, LineClients
-from greeterd.speedups import accepter, sockets, syscalls
+from greeterd.listeners import Listeners
+from greeterd.speedups import sockets
 from greeterd.tally import Duties, Tally
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any
 
     from greeterd.activation import Endpoint
     from greeterd.datagrams import Datagrams
@@ -50,10 +50,7 @@ ACCEPT_BATCH = 256
 #: behind in the allocator's free lists once they are gone.
 EVENTS_PER_POLL = 256
 
-# The client gave up between the kernel queueing it and accept(): nothing to serve.
-_CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
 _AF_UNIX = sockets.AF_UNIX
-_IN = select.EPOLLIN
 
 
 class Server:
@@ -80,19 +77,13 @@ class Server:
         self.log, self.notify, self.clock = log, notify, time.monotonic
         self.read_timeout, self.max_connections = read_timeout, max_connections
         self.tally = Tally(log, self.clock)
-        self.stopping = False
-        self.epoll = select.epoll()
-        self._gate = AcceptGate()  # for connections: a datagram needs no fd
-        self._wakeup_fd, self._signal_names = -1, dict[int, str]()
+        self.stopping, self.epoll = False, select.epoll()
         self.timers = Timers(
             self.clock(), watchdog_interval=watchdog_interval, exit_idle_time=exit_idle_time
         )
-        # (accept call, type of the sockets it accepts, whether they speak Varlink) by fd
-        self._listening = {
-            e.sock.fileno(): (accepter(e.sock), e.sock.type, e.kind == VARLINK)
-            for e in endpoints
-            if e.kind in (LISTENER, VARLINK)
-        }
+        listeners = self.listeners = Listeners(endpoints, self.epoll, log, self.clock)
+        self._listening, self._datagram_socks = listeners.accepting, listeners.datagram_socks
+        self._gate = listeners.gate  # the accept loop reads it after every client
         self._handed_over = [e for e in endpoints if e.kind == CONNECTION]
         self.held = HeldClients(self)
         self.waiting_clients = self.held.clients
@@ -103,16 +94,13 @@ class Server:
             from greeterd.sessions import VarlinkSessions  # noqa: PLC0415 (imports json)
 
             self._sessions = VarlinkSessions(self, varlink_idle_timeout)
-        self._datagram_socks = {e.sock.fileno(): e.sock for e in endpoints if e.kind == DATAGRAM}
         self._datagrams: Datagrams | None = None
         if self._datagram_socks:
             from greeterd.datagrams import Datagrams  # noqa: PLC0415 (only with datagrams)
 
-            self._datagrams = Datagrams(self._datagram_socks, self.tally, log)
+            self._datagrams = Datagrams(self)
         # Accept=yes: nothing to accept, so the work is done when the one client is.
         self._one_shot = not (self._listening or self._datagram_socks)
-        self._watch(self._listening, True)
-        self._watch(self._datagram_socks, True)
 
     # What the server has done, for tests and benchmarks.
     greeted = property(lambda self: self.tally.greeted)
@@ -123,7 +111,7 @@ class Server:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, then: Callable[[], object] | None = None) -> None:
-        """Serve until SIGTERM (via watch_wakeup_fd) or exit-on-idle, then drain and return.
+        """Serve until SIGTERM (the wakeup fd, listeners.py) or exit-on-idle, then drain and return.
 
         ``then`` is start-up work the clients already queued need not wait for: it runs once
         they are served, before the loop waits for more."""
@@ -132,7 +120,7 @@ class Server:
         self.wake_up_every_endpoint()  # whoever woke systemd up is queued: serve them first
         if then is not None:
             then()
-        sessions = self._sessions
+        listeners, sessions, datagrams = self.listeners, self._sessions, self._datagrams
         while True:
             now = self.clock()
             self._housekeeping(now)
@@ -146,10 +134,10 @@ class Server:
                         sessions.converse(fd)
                     else:
                         self._lines.read(fd)
-                elif fd in self._datagram_socks:
-                    self._receive(fd)
-                elif fd == self._wakeup_fd:
-                    self._on_wakeup()
+                elif datagrams is not None and fd in self._datagram_socks:
+                    datagrams.receive(fd)
+                elif fd == listeners.wakeup_fd and (why := listeners.stop_signal()):
+                    self.stop(why)
         self.tally.flush()
         self.epoll.close()
 
@@ -157,14 +145,9 @@ class Server:
         """Serve whoever is queued on any endpoint now, without waiting for epoll."""
         for fd in self._listening:
             self.accept_batch(fd)
-        for fd in self._datagram_socks:
-            self._receive(fd)
-
-    def watch_wakeup_fd(self, fd: int, signal_names: dict[int, str]) -> None:
-        """Stop (drain and return) when ``fd`` becomes readable: signal.set_wakeup_fd's pipe.
-        The stop is logged with the signal's name in ``signal_names``."""
-        self._wakeup_fd, self._signal_names = fd, signal_names
-        self.epoll.register(fd, _IN)
+        if self._datagrams is not None:
+            for fd in self._datagram_socks:
+                self._datagrams.receive(fd)
 
     def stop(self, why: str) -> None:
         """Stop accepting and finish the connections in flight; queued clients are left in the
@@ -172,19 +155,12 @@ class Server:
         if self.stopping:
             return
         self.stopping = True
-        self.close_gate(STOPPING)
-        self._watch(self._datagram_socks, False)
+        self.listeners.stop()
         if self._sessions is not None:
             self._sessions.stop()  # answers the calls already sent, then ends each connection
         status = self.tally.status(self.waiting)
         self.notify(f"STOPPING=1\nSTATUS=Stopping ({why}); {status}")
         self.log.info(f"stopping ({why}): {status}")
-
-    def _on_wakeup(self) -> None:
-        received = syscalls.read(self._wakeup_fd, 64)
-        if received:
-            number = received[-1]
-            self.stop(self._signal_names.get(number, f"signal {number}"))
 
     def _poll_timeout(self, now: float) -> float:
         due = (self.waiting_clients.next_deadline(), self._duties.next_due(), self._gate.resume_at)
@@ -192,27 +168,20 @@ class Server:
         return max(0.0, min(wake) - now) if wake else -1.0
 
     def _housekeeping(self, now: float) -> None:
-        sessions = self._sessions
         while (fd := self.waiting_clients.first_expired(now)) is not None:
-            if sessions is not None and fd in sessions:
-                sessions.end(fd)  # idle between calls: nothing owed, nothing to refuse
+            if self._sessions is not None and fd in self._sessions:
+                self._sessions.end(fd)  # idle between calls: nothing owed, nothing to refuse
             else:
                 self._lines.time_out(fd)
-        if self._gate.back_off_over(now):
-            self._watch(self._listening, True)
+        self.listeners.back_off_over(now)
         self._duties.run(now)
-
-    def _receive(self, fd: int) -> None:
-        """Datagrams (datagrams.py): no connection, so neither the cap nor a back-off stops
-        them; only stopping does."""
-        if not self.stopping and self._datagrams is not None and self._datagrams.receive(fd):
-            self.timers.activity(self.clock())
 
     # -- accepting: every listening socket, whatever its clients speak -----------------------
 
     def accept_batch(self, fd: int) -> None:
         """Accept and serve up to ACCEPT_BATCH clients: the hot path, kept flat on purpose."""
-        if not self._gate.open:
+        listeners, gate = self.listeners, self._gate
+        if not gate.open:
             return
         # A call that returns the bare fd; the client's socket object is made here from the
         # known family and type (speedups.py says why).
@@ -227,49 +196,15 @@ class Server:
                     return
                 break
             except OSError as error:
-                if error.errno in _CLIENT_GONE:
-                    continue
-                self._accept_failed(error)
+                if listeners.accept_failed(error, self.waiting):
+                    continue  # the client had gone: take the next
                 break
-            if self._gate.failures:
-                self.log.notice(f"accepting again after {self._gate.accepted()} failed accept()s")
+            if gate.failures:
+                listeners.accepting_again()
             if sessions is not None:
                 sessions.open(client)
             else:
                 serve(sockets.socket(_AF_UNIX, kind, 0, client), message_mode)
-            if not self._gate.open:  # HeldClients.hold() reached max_connections
+            if not gate.open:  # HeldClients.hold() reached max_connections
                 break
         self.timers.activity(self.clock())
-
-    def _accept_failed(self, error: OSError) -> None:
-        """Out of fds or memory: log once per burst and pause; anything else is a real fault."""
-        if error.errno not in OUT_OF_RESOURCES:
-            raise error
-        if not self._gate.failures:
-            self.log.warning(
-                f"accept() failed: {error.strerror}; pausing {ACCEPT_BACKOFF:g}s at a time "
-                f"until it works again ({self.waiting} clients waiting)",
-                errno=errno.errorcode.get(error.errno or 0, error.errno),
-            )
-        if self._gate.back_off(self.clock() + ACCEPT_BACKOFF):
-            self._watch(self._listening, False)
-
-    def _watch(self, endpoints: dict[int, Any], watching: bool) -> None:
-        """Watch these sockets in epoll, or stop: new clients then wait in the kernel (the
-        listen backlog, the socket's receive queue)."""
-        for fd in endpoints:
-            if watching:
-                self.epoll.register(fd, _IN)
-            else:
-                self.epoll.unregister(fd)
-
-    def close_gate(self, reason: str) -> None:
-        """Stop taking new clients, for ``reason`` (lifecycle.py names each): they wait in the
-        listen backlog."""
-        if self._gate.close(reason):
-            self._watch(self._listening, False)
-
-    def reopen_gate(self, reason: str) -> None:
-        """``reason`` is over: take new clients again if no other reason keeps the gate shut."""
-        if self._gate.reopen(reason):
-            self._watch(self._listening, True)
