@@ -163,7 +163,7 @@ def _serve(
     set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for signum in STOP_SIGNALS:
         signal(signum, _wake_loop)
-    greeter.watch_wakeup_fd(read_fd, STOP_SIGNALS)
+    greeter.listeners.watch_wakeup_fd(read_fd, STOP_SIGNALS)
     where = ", ".join(endpoint.describe() for endpoint in endpoints)
     notify(f"READY=1\nSTATUS=Greeting on {where}")
     if all(endpoint.kind == activation.CONNECTION for endpoint in endpoints):

@@ -17,8 +17,7 @@ from greeterd.speedups import sockets, syscalls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from greeterd.log import Log
-    from greeterd.tally import Tally
+    from greeterd.server import Server
 
 #: Datagrams answered per wake-up before the loop serves the other endpoints.
 DATAGRAMS_PER_WAKEUP = 256
@@ -34,14 +33,22 @@ _UNBOUND = "datagram from an unbound socket: no reply possible"
 
 
 class Datagrams:
-    """The datagram sockets greeterd serves, by fd."""
+    """The datagram sockets greeterd serves (listeners.py has them by fd)."""
 
-    def __init__(self, socks: dict[int, sockets.socket], tally: Tally, log: Log) -> None:
-        self.socks = socks
-        self._tally = tally
-        self._log = log
+    def __init__(self, server: Server) -> None:
+        self.socks = server.listeners.datagram_socks
+        self._server = server  # whether it is stopping
+        self._tally, self._log = server.tally, server.log
+        self._timers, self._clock = server.timers, server.clock
 
-    def receive(self, fd: int) -> int:
+    def receive(self, fd: int) -> None:
+        """Answer the datagrams waiting on ``fd`` unless the server is stopping: no connection,
+        so neither the cap nor a back-off stops them; only stopping does. Any that arrived
+        count as activity (the idle exit waits)."""
+        if not self._server.stopping and self._answer(fd):
+            self._timers.activity(self._clock())
+
+    def _answer(self, fd: int) -> int:
         """Answer up to DATAGRAMS_PER_WAKEUP datagrams waiting on ``fd``; return how many
         arrived."""
         sock, tally = self.socks[fd], self._tally

@@ -3,8 +3,8 @@
 Pure: no I/O and no clock of its own. The server passes the time (time.monotonic()) into each
 call, so tests drive both objects with exact times instead of sleeping.
 
-- Timers: when a WATCHDOG=1 ping, a STATUS= update or an idle exit falls due, and so how long
-  the loop may sleep in epoll.
+- Timers: when a WATCHDOG=1 ping, a STATUS= update or an idle exit falls due (tally.Duties
+  does each), and so how long the loop may sleep in epoll.
 - AcceptGate: whether new clients are taken from the kernel, and every reason they are not, by
   name. Each reason is set and cleared in one place, and the gate opens only when none is left.
 """

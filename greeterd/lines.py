@@ -1,9 +1,12 @@
-"""Clients of the line protocol, on stream and seqpacket sockets: read a name, answer, close.
+"""Clients of the line protocol, on stream and seqpacket sockets: read a name, answer, close;
+and what every connection shares, whatever it speaks: answer(), the wait (HeldClients), peer
+credentials.
 
 server.py hands each accepted client to LineClients.serve(). Nearly every client has sent its
 name by then, so it is answered at once: recv(), answer(), send(), close(), the fast path.
-One that has not waits in the server's epoll set as a bare fd (server.hold()) until the rest
-arrives (read()) or its read deadline passes (time_out()).
+One that has not waits in the server's epoll set as a bare fd (HeldClients.hold()) until the
+rest arrives (read()) or its read deadline passes (time_out()). Varlink connections
+(sessions.py) wait the same way, between their calls too.
 
 answer() is the one place a request becomes a reply: a greeting, counted, or a refusal,
 counted and logged (tally.py). Datagrams (datagrams.py) and Varlink's Greet (sessions.py) are
@@ -17,8 +20,10 @@ its sender's instead (SCM_CREDENTIALS), which datagrams.py reads with ucred().
 
 from __future__ import annotations
 
+import select
 import sys
 
+from greeterd.lifecycle import AT_CAP
 from greeterd.log import DEBUG
 from greeterd.protocol import (
     MAX_REQUEST_BYTES,
@@ -34,6 +39,7 @@ from greeterd.protocol import (
     parse_name,
 )
 from greeterd.speedups import sockets
+from greeterd.waiting import WaitingClients
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,6 +61,11 @@ _MSG_DONTWAIT = sockets.MSG_DONTWAIT
 _AF_UNIX = sockets.AF_UNIX
 _SOCK_STREAM = sockets.SOCK_STREAM
 _SOCK_SEQPACKET = sockets.SOCK_SEQPACKET
+
+_IN = select.EPOLLIN
+# One deadline lane per timeout length (waiting.py says why): the read timeout for every
+# client's first request, and the one deadline renewed, Varlink's between calls.
+_READ_LANE, _RENEWED_LANE = 0, 1
 
 #: The line protocol's replies: ``Hello, NAME`` or ``error: REASON``, one line each.
 LINE_REPLIES = (format_reply, format_error)
@@ -108,15 +119,55 @@ def _time_is_up(received: bytes) -> str:
     raise ProtocolError(TIMED_OUT)
 
 
+class HeldClients:
+    """The connections the server waits for, whatever they speak: a line client still sending
+    its name, a Varlink connection (sessions.py) until its next call. Each is a bare fd in the
+    loop's epoll set and in waiting.py's tables (which say why), with its deadline, and takes
+    one of the server's max_connections places: at the cap the accept gate closes, and new
+    clients wait in the listen backlog until one is released."""
+
+    def __init__(self, server: Server) -> None:
+        #: The bookkeeping (waiting.py): is this fd waited for, whose deadline has passed.
+        self.clients = WaitingClients(lanes=2)
+        self._listeners = server.listeners  # its accept gate: closed at the cap
+        self._epoll, self._clock, self._timers = server.epoll, server.clock, server.timers
+        self._read_timeout, self._max_connections = server.read_timeout, server.max_connections
+
+    def hold(self, sock: sockets.socket, received: bytes, message_mode: bool) -> None:
+        """Wait in epoll for the rest of a client's request, until the read timeout from now.
+        Only the fd is kept (waiting.py says why); at max_connections the accept gate closes."""
+        sock.setblocking(False)
+        fd = sock.detach()
+        deadline = self._clock() + self._read_timeout
+        self.clients.add(fd, deadline, message_mode, received, _READ_LANE)
+        self._epoll.register(fd, _IN)
+        if len(self.clients) >= self._max_connections:
+            self._listeners.close_gate(AT_CAP)  # reopened by release(): clients wait in the backlog
+
+    def renew(self, fd: int, seconds: float) -> None:
+        """Wait ``seconds`` more for a client held, from now (Varlink's next call)."""
+        now = self._clock()
+        self.clients.renew(fd, now + seconds, _RENEWED_LANE)
+        self._timers.activity(now)
+
+    def release(self, fd: int) -> None:
+        """Stop waiting for a client that is answered or gone (closing its socket removes it
+        from the epoll set)."""
+        self.clients.remove(fd)
+        self._timers.activity(self._clock())
+        if len(self.clients) < self._max_connections:
+            self._listeners.reopen_gate(AT_CAP)
+
+
 class LineClients:
     """Answers line-protocol clients: those just accepted, and those the server waits for."""
 
     def __init__(self, server: Server) -> None:
         self._tally = server.tally
         self._log = server.log
-        self._waiting = server.waiting_clients
-        self._hold = server.hold
-        self._release = server.release
+        self._waiting = server.held.clients
+        self._hold = server.held.hold
+        self._release = server.held.release
         self._debug = server.log.enabled(DEBUG)
 
     def serve(self, sock: sockets.socket, message_mode: bool) -> None:

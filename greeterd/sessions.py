@@ -3,7 +3,7 @@
 varlink.py is the protocol (bytes in, replies out); this module is its I/O: it reads what a
 client sent, has each Greet answered by lines.answer() (as every kind of client is), and
 writes the replies without waiting. The server waits for each connection as for any client
-(server.hold()), with its deadline and its place under the client cap; between calls the
+(lines.HeldClients), with its deadline and its place under the client cap; between calls the
 deadline is VARLINK_IDLE_TIMEOUT. The server imports this module (and json, through
 varlink.py) only when a Varlink socket is served.
 """
@@ -45,7 +45,7 @@ class VarlinkSessions:
 
     def __init__(self, server: Server, idle_timeout: float | None = None) -> None:
         self._connections: dict[int, varlink.Connection] = {}
-        self._server = server
+        self._held = server.held
         self._tally = server.tally
         self._idle_timeout = VARLINK_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
         #: Bytes read from every connection so far: what a stop measures its budget in.
@@ -57,7 +57,7 @@ class VarlinkSessions:
     def open(self, fd: int) -> None:
         """A client connected: wait for its calls."""
         self._connections[fd] = varlink.Connection()
-        self._server.hold(sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM, 0, fd), b"", False)
+        self._held.hold(sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM, 0, fd), b"", False)
 
     def converse(self, fd: int) -> None:
         """Answer what a client sent, then wait for its next call (until the idle timeout), or
@@ -69,11 +69,11 @@ class VarlinkSessions:
             # Only a whole call earns more time. Bytes that complete none keep the deadline
             # the connection had, so a client that sends a call a byte at a time is cut off
             # at it, as a line client is (bounded time per client).
-            self._server.renew(fd, self._idle_timeout)
+            self._held.renew(fd, self._idle_timeout)
 
     def end(self, fd: int) -> None:
         """Close a connection: it is over, idle past its deadline, or the server stops."""
-        self._server.release(fd)
+        self._held.release(fd)
         del self._connections[fd]
         syscalls.close(fd)
 

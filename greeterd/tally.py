@@ -1,4 +1,5 @@
-"""What the server has done, counted, and the one place a refusal becomes a log line.
+"""What the server has done, counted; the one place a refusal becomes a log line; and what the
+loop does on the clock besides serving (Duties).
 
 Line clients, Varlink calls and datagrams are all answered by lines.answer(), which counts
 each greeting here and reports each refusal here, so STATUS=, the stop line and the journal
@@ -6,6 +7,9 @@ agree whichever way a request came, and folding (folding.py) sees every refusal 
 any endpoint. A refusal comes with its peer's credentials as numbers: asking a socket for them
 is lines.py's business. folding.py is imported by load_folding(), which greeterd calls once the
 clients that woke it are served, so a cold start's first greeting does not pay for it.
+
+Duties are the I/O side of lifecycle.Timers (which only says when): the WATCHDOG=1 ping, STATUS=
+with the counts, the folded summaries, and the exit on idle.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
 
     from greeterd.folding import RefusalFolder
     from greeterd.log import Log
+    from greeterd.server import Server
 
 
 class Tally:
@@ -107,3 +112,47 @@ class Tally:
         """status(), remembered as reported: no news until the counts change again."""
         self._reported = (self.greeted, self.refused)
         return self.status(waiting)
+
+
+class Duties:
+    """What the server does when lifecycle.Timers says it is due (the loop runs them at every
+    wake-up): WATCHDOG=1, sent again soon if dropped; STATUS= when the counts changed; the exit
+    on idle, after a re-check; and the folded summaries whose window has ended."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._timers = server.timers
+        self._tally = server.tally
+        self._notify = server.notify
+
+    def next_due(self) -> float | None:
+        """The earliest time one of the duties can fall due, or None for none at all."""
+        due = (self._timers.next_due(self._tally.news, self._idle()), self._tally.next_due)
+        return min((when for when in due if when is not None), default=None)
+
+    def run(self, now: float) -> None:
+        """Do each duty that is due at ``now``."""
+        timers, tally = self._timers, self._tally
+        if timers.watchdog_due(now):
+            # notify() returns False for a message it dropped (PID 1's queue was full).
+            timers.watchdog_sent(self._notify("WATCHDOG=1") is not False, now)
+        if timers.status_due(now, tally.news):
+            self._notify(f"STATUS={tally.report(self._server.waiting)}")
+        if timers.idle_due(now, self._idle()):
+            self._exit_if_idle()
+        due = tally.next_due
+        if due is not None and now >= due:
+            tally.summarise(now)
+
+    def _idle(self) -> bool:
+        """Nothing in flight: an idle exit would strand no one."""
+        return not self._server.stopping and not self._server.waiting_clients
+
+    def _exit_if_idle(self) -> None:
+        # Re-check: a client that connected since the last wake-up is served, not stranded.
+        # One that connects after this stays queued, and systemd starts the next instance.
+        before = self._timers.last_activity
+        self._server.wake_up_every_endpoint()
+        if self._server.waiting_clients or self._timers.last_activity != before:
+            return
+        self._server.stop(f"idle for {self._timers.exit_idle_time:g}s")

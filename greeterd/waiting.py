@@ -1,13 +1,13 @@
 """The clients that connected before their whole request arrived: pure bookkeeping, no I/O.
 
 For each waiting client it keeps its fd, its deadline, whether it speaks in messages
-(seqpacket) or a byte stream, and the bytes it sent so far. The server owns the sockets; this
-module only answers "is this fd waiting?", "whose deadline has passed?" and "when is the next
-one?".
+(seqpacket) or a byte stream, and the bytes it sent so far. lines.HeldClients does the I/O
+(the sockets, epoll, the client cap); this module only answers "is this fd waiting?", "whose
+deadline has passed?" and "when is the next one?".
 
 Deadlines are kept in arrival order, in lanes: every deadline in a lane comes from the same
 timeout, so arrival order is deadline order within it, and the earliest deadline is always at
-the head of some lane. The server has a lane for its read timeout and one for Varlink's longer
+the head of some lane. HeldClients has a lane for the read timeout and one for Varlink's longer
 idle timeout; in a single queue, a client given 10 s would hold back the 5 s of every client
 that came after it.
 

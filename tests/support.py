@@ -368,7 +368,7 @@ class Running:
             **settings,  # type: ignore[arg-type]
         )
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK)
-        self.server.watch_wakeup_fd(self._wake_read, daemon.STOP_SIGNALS)
+        self.server.listeners.watch_wakeup_fd(self._wake_read, daemon.STOP_SIGNALS)
         self.thread = threading.Thread(target=self.server.run)
         self.thread.start()
 

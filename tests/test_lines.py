@@ -1,22 +1,29 @@
 """Line-protocol clients (lines.py), stream and seqpacket, answered by a Server in a thread on
-real sockets; and the peer credentials asked of them."""
+real sockets; the clients waited for (HeldClients): the client cap and deadlines; and the peer
+credentials asked of them."""
 
 import os
 import socket
 import struct
 import time
 
-from greeterd import lines, protocol
+from greeterd import lines, protocol, waiting
 from greeterd.activation import CONNECTION, Endpoint
 from tests.support import (
     HELLO,
     connect,
+    error_line,
     exchange,
     greet,
     listener,
     read_reply,
+    varlink_call,
+    varlink_listener,
+    varlink_replies,
     wait_for,
 )
+
+GREET = "io.greeterd.Greeter.Greet"
 
 
 def test_a_client_is_greeted(serve):
@@ -123,3 +130,59 @@ def test_a_socket_that_cannot_say_has_unknown_credentials():
 def test_ucred_reads_pid_uid_and_gid_in_the_machines_byte_order():
     """struct ucred is three C ints in native order; -1 (unknown) stays -1."""
     assert lines.ucred(struct.pack("=iii", 42, 1000, -1)) == (42, 1000, -1)
+
+
+def test_past_the_connection_cap_clients_wait_in_the_backlog(serve):
+    """With max_connections parked, the next client is not accepted until one leaves."""
+    with serve(max_connections=2, read_timeout=0.5) as running:
+        first, second = connect(running.path), connect(running.path)
+        wait_for(lambda: running.server.waiting == 2, what="two parked clients")
+        started = time.monotonic()
+        third = greet(running.path)
+        waited = time.monotonic() - started
+        assert third == "Hello, Zoë\n".encode()
+        assert waited > 0.3, "the third client was accepted beyond the cap"
+        first.close()
+        second.close()
+
+
+def test_clients_that_leave_early_do_not_pile_up_until_their_deadline(serve, open_files):
+    """3,000 clients connect, wait to be parked and hang up while one silent client stays:
+    the deadline queue is compacted, never holding more than twice the live clients plus
+    DEADLINE_SLACK finished ones, and the silent client still gets its timeout line."""
+    open_files(2 * 1001)  # both ends of each connection live in this process
+    with serve() as running, connect(running.path) as silent:
+        wait_for(lambda: running.server.waiting == 1, what="the silent client parked")
+        for _ in range(3):
+            clients = [connect(running.path) for _ in range(1000)]
+            wait_for(lambda: running.server.waiting == 1001, what="1000 more parked")
+            for client in clients:
+                client.close()
+            wait_for(lambda: running.server.waiting == 1, what="all but the silent one gone")
+        assert running.server.waiting_clients.queued() <= 2 * 1 + waiting.DEADLINE_SLACK
+        assert greet(running.path) == HELLO
+        silent.settimeout(10)
+        assert read_reply(silent) == protocol.format_error(protocol.TIMED_OUT)
+
+
+def test_a_long_varlink_deadline_does_not_delay_a_shorter_one_set_after_it(serve, sock_dir):
+    """Deadlines of two lengths share one server: a silent line client that connects after a
+    Varlink call renewed its connection's longer idle deadline is still cut off at its own
+    read deadline, not at the Varlink one."""
+    with (
+        serve(
+            listener(sock_dir / "s.sock"),
+            varlink_listener(sock_dir / "v.sock"),
+            read_timeout=0.3,
+            varlink_idle_timeout=5,
+        ),
+        connect(sock_dir / "v.sock") as session,
+    ):
+        session.sendall(varlink_call(GREET, name="A"))
+        varlink_replies(session, 1)  # its next deadline: 5 s from now
+        with connect(sock_dir / "s.sock") as silent:
+            started = time.monotonic()
+            silent.settimeout(10)
+            assert silent.recv(100) == error_line(protocol.TIMED_OUT)
+            waited = time.monotonic() - started
+    assert waited < 2, f"the line client waited {waited:.1f} s, behind the Varlink deadline"
