@@ -161,8 +161,9 @@ def adopt(fd: int, name: str) -> Endpoint:
         # Ask for each sender's credentials with its message, for the log (the unit's
         # PassCredentials= does the same; SO_PEERCRED has nothing to say about datagrams).
         sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_PASSCRED, 1)
-    # Never block the loop. The flag is shared with systemd's copy of the socket, which
-    # systemd itself resets (NonBlocking=) for the next instance.
+    # Never block the loop. The flag belongs to the socket, shared with systemd and with any
+    # other process it hands the socket to, and systemd sets or clears it at each such start
+    # as the unit's NonBlocking= says: the units say yes (docs/operating.md, "Using more cores").
     sock.setblocking(False)
     return Endpoint(sock, name, kind)
 

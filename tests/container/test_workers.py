@@ -23,10 +23,12 @@ O_NONBLOCK = 0o4000
 
 @pytest.fixture
 def group(container: Container) -> Container:
-    """A container with greeter-worker@2 enabled and the group started by one client."""
-    container.exec("systemctl", "enable", WORKER)
+    """A container with greeter-worker@2 enabled and started as docs/operating.md says
+    (`enable --now`, which starts greeter.service with it), and one client greeted."""
+    container.exec("systemctl", "enable", "--now", WORKER)
+    assert container.state(MAIN) == "active/running"
+    assert container.state(WORKER) == "active/running"
     assert container.client("--name", "first").stdout == "Hello, first\n"
-    container.wait_for_state(WORKER, "active/running")
     return container
 
 
@@ -121,6 +123,35 @@ def test_a_worker_killed_under_load_loses_only_its_own_clients(group: Container)
     assert group.main_pid(MAIN) == main_pid
     assert group.show(MAIN, "NRestarts")["NRestarts"] == "0"
     assert "Watchdog timeout" not in group.journal()
+
+
+def test_a_crash_of_greeter_service_restarts_the_whole_group(group: Container) -> None:
+    """kill -9 of greeter.service while 16 threads greet: systemd stops the worker (it drains)
+    and starts both again; at most the clients greeter.service had accepted and not answered
+    fail, and no watchdog fires."""
+    worker_pid = group.main_pid(WORKER)
+    load = Background(group, "steady", "4", str(THREADS))
+    time.sleep(1.5)
+    group.kill_and_wait_for_restart(MAIN)
+    answered, failed, failures = outcome(load.result())
+    print(f"greeter.service killed under load: {answered} greeted, {failed} failed")
+    assert answered > 0
+    assert failed <= THREADS, failures
+    group.wait_for_state(WORKER, "active/running")
+    assert group.main_pid(WORKER) not in (worker_pid, "0")
+    assert "worker-2: stopping (SIGTERM)" in group.journal("-t", "greeterd")
+    assert "Watchdog timeout" not in group.journal()
+
+
+def test_a_worker_greeterd_refuses_to_start_fails_once(group: Container) -> None:
+    """An instance name --name does not take (a colon): greeterd exits 64 with a usage error,
+    and systemd does not restart it every RestartSec (RestartPreventExitStatus=64)."""
+    group.exec("systemctl", "start", "greeter-worker@a:b.service", check=False)
+    group.wait_for_state("greeter-worker@a:b.service", "failed/failed")
+    shown = group.show("greeter-worker@a:b.service", "ExecMainStatus", "NRestarts")
+    assert shown == {"ExecMainStatus": "64", "NRestarts": "0"}
+    assert "--name" in group.journal("-u", "greeter-worker@a:b.service")
+    assert group.state(MAIN) == "active/running"
 
 
 def test_the_group_stops_and_starts_as_one(group: Container) -> None:
