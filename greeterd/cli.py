@@ -241,8 +241,8 @@ def path(text: str) -> str:
 
 
 def name(text: str) -> str:
-    """A process's name for its STATUS= and log lines: letters, digits and ``@._-``, as a
-    unit's instance name (%i) is, at most 64 characters."""
+    """A process's name for its STATUS= and log lines: 1 to 64 letters, digits and ``@._-``
+    (worker-2), nothing that could garble or split a line."""
     if (
         not text
         or len(text) > 64
