@@ -3,6 +3,9 @@
 
     python3 tests/benchmarks/startup.py            25 rounds (about 2 min with the setup)
     python3 tests/benchmarks/startup.py --quick    a short run that only checks it works
+    python3 tests/benchmarks/startup.py --baseline DIR [--rounds N]
+                                                   with DIR's greeterd beside: a change's
+                                                   before and after, paired round by round
 
 The start-up goal is that a cold activation's first reply arrive no later than
 `python3 -I -c pass` of the same interpreter finishes (the bar). Each round times, in turn:
@@ -31,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # A script beside this one, not a package: mypy checks the file, but cannot follow this entry.
-from bench import ROOT, Failed, Running, Server, build, machine, run, virtualenv  # type: ignore[import-not-found]  # noqa: E402
+from bench import BASELINE, ROOT, Failed, Running, Server, build, machine, run, virtualenv  # type: ignore[import-not-found]  # noqa: E402
 
 FULL_ROUNDS = 25
 QUICK_ROUNDS = 2
@@ -60,7 +63,7 @@ print(spent, sum(name.startswith("greeterd") for name in sys.modules))
 
 
 class Startup:
-    def __init__(self, loadgen: str, venv: Path, work: Path) -> None:
+    def __init__(self, loadgen: str, venv: Path, work: Path, baseline: Path | None = None) -> None:
         self.loadgen = loadgen
         self.python = str(venv / "bin" / "python")
         self.site_packages = run(
@@ -74,6 +77,9 @@ class Startup:
                 "greeterd, -IS (as the .deb)", [self.python, "-IS", str(venv / "bin" / "greeterd")]
             ),
         ]
+        if baseline:
+            python, greeterd = (str(baseline / "bin" / name) for name in ("python", "greeterd"))
+            self.servers.append(Server(f"{BASELINE}, -IS", [python, "-IS", greeterd]))
         self.bar: list[float] = []
         self.bare: list[float] = []
         self.parts: list[list[float]] = []
@@ -85,7 +91,9 @@ class Startup:
     def round(self) -> None:
         self.bar.append(self.exec_ms("-I", "-c", "pass"))
         self.bare.append(self.exec_ms("-IS", "-c", "pass"))
-        for server in self.servers:
+        # The servers take turns going first, so that neither always follows the same one.
+        turn = len(self.bar) % len(self.servers)
+        for server in self.servers[turn:] + self.servers[:turn]:
             running = Running(server, self.work / "startup.sock")
             try:
                 server.record(
@@ -102,7 +110,7 @@ class Startup:
 
     def report(self, rounds: int) -> str:
         bar = statistics.median(self.bar)
-        floor, greeterd = (server.median("cold_ms") or 0.0 for server in self.servers)
+        floor, greeterd = (server.median("cold_ms") or 0.0 for server in self.servers[:2])
         parts = [statistics.median(column) for column in zip(*self.parts, strict=True)]
         beyond_floor = parts[1]
         lines = [
@@ -129,19 +137,47 @@ class Startup:
             f"(greeterd's first reply came {greeterd - floor:.1f} ms after the floor's; "
             f"it loads {self.modules} modules of its own).",
         ]
+        if len(self.servers) > 2:
+            lines += ["", self.against_baseline()]
         return "\n".join(lines)
+
+    def against_baseline(self) -> str:
+        """This checkout's cold activation against the baseline's, round by round: the two
+        ran back to back, so a pair shares the machine's mood and the median of the ratios
+        sees a change that a difference of medians would lose in the noise."""
+        greeterd, baseline = self.servers[1:]
+        ratios = [
+            mine / theirs
+            for mine, theirs in zip(
+                greeterd.results["cold_ms"], baseline.results["cold_ms"], strict=True
+            )
+        ]
+        return (
+            f"Cold activation against the baseline's (same round, median of "
+            f"{len(ratios)} ratios): {statistics.median(ratios):.3f}; the baseline's first "
+            f"reply {baseline.median('cold_ms') or 0.0:.1f} ms."
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run that checks it works")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also start greeterd from another checkout, a change's before, in every round",
+    )
+    parser.add_argument("--rounds", type=int, help=f"rounds to run (default {FULL_ROUNDS})")
     args = parser.parse_args()
-    rounds = QUICK_ROUNDS if args.quick else FULL_ROUNDS
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
     with tempfile.TemporaryDirectory(prefix="gstartup-", dir="/tmp") as directory:
         work = Path(directory)
         try:
             binaries = build(work)
-            startup = Startup(str(binaries / "loadgen"), virtualenv(work / "venv", ROOT), work)
+            baseline = args.baseline and virtualenv(work / "baseline", args.baseline.resolve())
+            venv = virtualenv(work / "venv", ROOT)
+            startup = Startup(str(binaries / "loadgen"), venv, work, baseline or None)
             for _ in range(rounds):
                 startup.round()
         except Failed as failure:
