@@ -52,7 +52,10 @@ def _description() -> str:
         "Each client has "
         f"{server.READ_TIMEOUT:g} s from connecting to send a name of at most "
         f"{protocol.MAX_NAME_BYTES} bytes; at most {server.MAX_CONNECTIONS} clients are served "
-        "at once and more wait in the socket's backlog. Logs go to the journal under systemd, "
+        "at once and more wait in the socket's backlog, of which at most "
+        f"{server.MAX_CLIENTS_PER_UID} of one user (uid): that user's next client that would "
+        "wait is refused at once, so one user cannot keep the others waiting (root and "
+        "greeterd's own uid are exempt). Logs go to the journal under systemd, "
         "to standard error otherwise, and never make greeterd wait: a line that cannot be "
         "written at once is counted, and the next one says how many were lost. Past "
         f"{folding.SINGLES_PER_KEY} refusals of one uid and reason in {folding.FOLD_WINDOW:g} s, "
@@ -141,7 +144,12 @@ def _serve(
 ) -> int:
     notify = outlets.Notifier(notify_address)
     greeter = server.Server(
-        endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
+        endpoints,
+        logger,
+        notify,
+        exit_idle_time=exit_idle_time,
+        watchdog_interval=watchdog,
+        exempt_uids=share_exempt_uids(syscalls.getuid()),
     )
     read_fd, write_fd = syscalls.pipe2(syscalls.O_NONBLOCK | syscalls.O_CLOEXEC)
     set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -156,6 +164,16 @@ def _serve(
         greeter.run(then=lambda: _raise_fd_limit(logger))
     notify.close()
     return EX_OK
+
+
+def share_exempt_uids(own_uid: int) -> tuple[int, ...]:
+    """The users whose clients are not held to server.MAX_CLIENTS_PER_UID: root, who can stop
+    greeterd or kill a flood outright, so a share would protect no one from it and would only
+    turn away an administrator's own checks and load tests; and the uid greeterd runs as: in a
+    user's own instance every client is its owner, whom a share would give a quarter of the
+    places and no one else the rest. (The system unit's greeterd runs as a dynamic user no
+    client has.)"""
+    return (0, own_uid) if own_uid else (0,)
 
 
 def _raise_fd_limit(logger: log.Log) -> None:
