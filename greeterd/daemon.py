@@ -161,7 +161,7 @@ def _serve(
     if all(endpoint.kind == activation.CONNECTION for endpoint in endpoints):
         greeter.run()  # Accept=yes: this process serves one client, with fds to spare
     else:
-        greeter.run(then=lambda: _raise_fd_limit(logger))
+        greeter.run(then=lambda: _after_start(greeter, logger))
     notify.close()
     return EX_OK
 
@@ -176,8 +176,16 @@ def share_exempt_uids(own_uid: int) -> tuple[int, ...]:
     return (0, own_uid) if own_uid else (0,)
 
 
-def _raise_fd_limit(logger: log.Log) -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard one, so greeterd can hold MAX_CONNECTIONS.
+def _after_start(greeter: server.Server, logger: log.Log) -> None:
+    """What the clients that woke greeterd need not wait for: the open-files limit raised and
+    the share fitted to it, and the refusal folding loaded while there are fds to load it."""
+    greeter.fit_to_open_files(_raise_fd_limit(logger))
+    greeter.tally.load_folding()
+
+
+def _raise_fd_limit(logger: log.Log) -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one, so greeterd can hold MAX_CONNECTIONS;
+    return the limit it has.
 
     systemd starts services with a soft limit of 1024 (for select()'s sake) and a high hard
     limit, and expects programs that use epoll to raise it themselves. Where even the hard limit
@@ -191,7 +199,7 @@ def _raise_fd_limit(logger: log.Log) -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= hard:
-        return
+        return soft
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except OSError as error:
@@ -199,8 +207,9 @@ def _raise_fd_limit(logger: log.Log) -> None:
     except ValueError:  # Python's word for EPERM, which a seccomp filter returns
         why = "setrlimit() not permitted"
     else:
-        return
+        return hard
     logger.notice(f"keeping {soft} open files at most: cannot raise the limit ({why})")
+    return soft
 
 
 def _wake_loop(signum: int, frame: object) -> None:

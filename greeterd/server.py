@@ -59,6 +59,10 @@ MAX_CONNECTIONS = 8192
 #: exempts root and its own uid (daemon.py, and docs/security.md says why).
 MAX_CLIENTS_PER_UID = MAX_CONNECTIONS // 4
 
+#: Fds greeterd holds besides its clients' (listeners, epoll, the wake-up pipe, the journal,
+#: a module being imported) and a margin: what fit_to_open_files() keeps out of the places.
+SPARE_FDS = 32
+
 #: Connections accepted per wake-up before the loop serves the others: bounds how long clients
 #: that are mid-request wait behind a flood of new ones.
 ACCEPT_BATCH = 256
@@ -137,6 +141,15 @@ class Server:
         self._one_shot = not (self._listening or self._datagram_socks)
         self._watch(self._listening, True)
         self._watch(self._datagram_socks, True)
+
+    def fit_to_open_files(self, limit: int) -> None:
+        """Hold each user's share to a quarter of the clients greeterd can really hold: with
+        ``limit`` open files (RLIMIT_NOFILE; a container may cap it at 1024), accept() fails
+        with EMFILE long before max_connections, and a share above the fds would let one user
+        take them all."""
+        places = min(self.max_connections, max(limit - SPARE_FDS, 4))
+        ratio = self.shares.share / self.max_connections
+        self.shares.share = min(self.shares.share, max(1, int(places * ratio)))
 
     # What the server has done, for tests and benchmarks.
     greeted = property(lambda self: self.tally.greeted)

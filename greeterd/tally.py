@@ -36,6 +36,14 @@ class Tally:
         self._folder: RefusalFolder | None = None  # made at the first refusal
         self._reported = (0, 0)  # (greeted, refused) in the last report()
 
+    def load_folding(self) -> None:
+        """Import folding.py now, once the first clients are served: at the first refusal
+        greeterd may be out of fds (EMFILE), and an import then fails and ends greeterd."""
+        if self._folder is None:
+            from greeterd.folding import RefusalFolder  # noqa: PLC0415 (after start-up)
+
+            self._folder = RefusalFolder()
+
     @property
     def next_due(self) -> float | None:
         """When the next folded summary is due, if one is pending."""

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from greeterd import outlets, protocol, waiting
+from greeterd import outlets, protocol, server, waiting
 from tests.support import (
     HELLO,
     connect,
@@ -276,3 +276,16 @@ def test_one_user_at_its_share_does_not_keep_another_users_client_waiting(serve,
             sock.close()
     assert out.splitlines() == ["connected", repr(error_line(protocol.TIMED_OUT))]
     assert "uid 65534: timed out" in running.log
+
+
+def test_the_share_is_fitted_to_the_open_files_greeterd_has(serve):
+    """fit_to_open_files(): with 1024 open files (a container's limit) greeterd holds about
+    1000 clients, not MAX_CONNECTIONS, so each user's share becomes a quarter of those; with
+    plenty of fds the share stays as set, and it is never raised."""
+    with serve() as running:
+        running.server.fit_to_open_files(1 << 20)
+        assert running.server.shares.share == server.MAX_CLIENTS_PER_UID
+        running.server.fit_to_open_files(1024)
+        assert running.server.shares.share == (1024 - server.SPARE_FDS) // 4
+        running.server.fit_to_open_files(1 << 20)
+        assert running.server.shares.share == (1024 - server.SPARE_FDS) // 4
