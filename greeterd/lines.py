@@ -25,6 +25,7 @@ from greeterd.protocol import (
     MESSAGE_READ_BYTES,
     REPLY_PREFIX,
     TIMED_OUT,
+    TOO_MANY_WAITING,
     ProtocolError,
     describe,
     find_request,
@@ -108,6 +109,12 @@ def _time_is_up(received: bytes) -> str:
     raise ProtocolError(TIMED_OUT)
 
 
+def past_share(received: bytes | str) -> str:
+    """A client that would wait while its user has its share waiting already: refused,
+    whatever it sent (server.hold() says who)."""
+    raise ProtocolError(TOO_MANY_WAITING)
+
+
 class LineClients:
     """Answers line-protocol clients: those just accepted, and those the server waits for."""
 
@@ -125,7 +132,7 @@ class LineClients:
         try:
             data = sock.recv(wanted, _MSG_DONTWAIT)
         except BlockingIOError:
-            self._hold(sock, b"", message_mode)
+            self._wait_for(sock, b"", message_mode)
             return
         except OSError:
             self._lose(sock)
@@ -137,7 +144,7 @@ class LineClients:
         try:
             reply = answer(self._tally, parse, data, sock, LINE_REPLIES)
         except _NotWhole:
-            self._hold(sock, data, message_mode)
+            self._wait_for(sock, data, message_mode)
             return
         if self._debug:
             self._log_greeting(sock, reply)
@@ -148,6 +155,13 @@ class LineClients:
         except OSError:
             self._tally.lost += 1
         sock.close()
+
+    def _wait_for(self, sock: sockets.socket, received: bytes, message_mode: bool) -> None:
+        """Have the server wait for the rest of the request; one past its user's share is
+        refused at once instead."""
+        peer = self._hold(sock, received, message_mode)
+        if peer is not None:
+            self._finish(sock, answer(self._tally, past_share, received, peer, LINE_REPLIES))
 
     def read(self, fd: int) -> None:
         """Read more of a waiting client's request; answer it once it is whole."""

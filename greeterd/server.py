@@ -25,18 +25,19 @@ from greeterd.lifecycle import (
     AcceptGate,
     Timers,
 )
-from greeterd.lines import LineClients
+from greeterd.lines import LineClients, peer_credentials
 from greeterd.speedups import accepter, sockets, syscalls
 from greeterd.tally import Tally
-from greeterd.waiting import WaitingClients
+from greeterd.waiting import UserShares, WaitingClients
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
     from typing import Any
 
     from greeterd.activation import Endpoint
     from greeterd.datagrams import Datagrams
+    from greeterd.lines import Peer
     from greeterd.log import Log
     from greeterd.sessions import VarlinkSessions
 
@@ -48,6 +49,19 @@ READ_TIMEOUT = 5.0
 #: wait in the kernel's listen backlog (never refused). Worst-case memory is about
 #: MAX_CONNECTIONS x (MAX_REQUEST_BYTES + about 100 B of bookkeeping), about 9 MiB.
 MAX_CONNECTIONS = 8192
+
+#: Clients of one user (uid) greeterd waits for at once: a quarter of MAX_CONNECTIONS, as
+#: sd-varlink gives a uid VARLINK_DEFAULT_CONNECTIONS_PER_UID_MAX (1024) of its
+#: VARLINK_DEFAULT_CONNECTIONS_MAX (4096). Past it, that user's next client that would wait is
+#: refused at once (protocol.TOO_MANY_WAITING) instead of taking a place, so one user cannot
+#: fill the cap and keep every other user's clients in the backlog. Only clients that wait are
+#: counted: one whose name came with it is answered at once, whoever sent it. The daemon
+#: exempts root and its own uid (daemon.py, and docs/security.md says why).
+MAX_CLIENTS_PER_UID = MAX_CONNECTIONS // 4
+
+#: Fds greeterd holds besides its clients' (listeners, epoll, the wake-up pipe, the journal,
+#: a module being imported) and a margin: what fit_to_open_files() keeps out of the places.
+SPARE_FDS = 32
 
 #: Connections accepted per wake-up before the loop serves the others: bounds how long clients
 #: that are mid-request wait behind a flood of new ones.
@@ -74,7 +88,8 @@ class Server:
     it dropped. ``exit_idle_time`` > 0 makes
     the server stop once nothing has happened for that long; only pass it when systemd can
     start greeterd again on the next connection. ``watchdog_interval`` is how often to send
-    WATCHDOG=1.
+    WATCHDOG=1. ``max_clients_per_uid`` is each user's share of ``max_connections``; the
+    clients of ``exempt_uids`` are not counted.
     """
 
     def __init__(
@@ -87,12 +102,15 @@ class Server:
         watchdog_interval: float | None = None,
         read_timeout: float = READ_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        max_clients_per_uid: int = MAX_CLIENTS_PER_UID,
+        exempt_uids: Collection[int] = (),
         varlink_idle_timeout: float | None = None,  # None: sessions.VARLINK_IDLE_TIMEOUT
     ) -> None:
         self.log, self.notify, self.clock = log, notify, time.monotonic
         self.read_timeout, self.max_connections = read_timeout, max_connections
         self.tally = Tally(log, self.clock)
         self.waiting_clients = WaitingClients(lanes=2)
+        self.shares = UserShares(max_clients_per_uid, exempt_uids)
         self.stopping = False
         self._epoll = select.epoll()
         self._gate = AcceptGate()  # for connections: a datagram needs no fd
@@ -123,6 +141,15 @@ class Server:
         self._one_shot = not (self._listening or self._datagram_socks)
         self._watch(self._listening, True)
         self._watch(self._datagram_socks, True)
+
+    def fit_to_open_files(self, limit: int) -> None:
+        """Hold each user's share to a quarter of the clients greeterd can really hold: with
+        ``limit`` open files (RLIMIT_NOFILE; a container may cap it at 1024), accept() fails
+        with EMFILE long before max_connections, and a share above the fds would let one user
+        take them all."""
+        places = min(self.max_connections, max(limit - SPARE_FDS, 4))
+        ratio = self.shares.share / self.max_connections
+        self.shares.share = min(self.shares.share, max(1, int(places * ratio)))
 
     # What the server has done, for tests and benchmarks.
     greeted = property(lambda self: self.tally.greeted)
@@ -305,16 +332,24 @@ class Server:
 
     # -- the clients waited for, whatever they speak (lines.py, sessions.py) -----------------
 
-    def hold(self, sock: sockets.socket, received: bytes, message_mode: bool) -> None:
-        """Wait in epoll for the rest of a client's request, until READ_TIMEOUT from now. Only
-        the fd is kept (waiting.py says why); at max_connections the accept gate closes."""
+    def hold(self, sock: sockets.socket, received: bytes, message_mode: bool) -> Peer | None:
+        """Wait in epoll for the rest of a client's request, until READ_TIMEOUT from now, and
+        return None. Only the fd is kept (waiting.py says why); at max_connections the accept
+        gate closes. A client whose user already has max_clients_per_uid waiting is not held:
+        its credentials are returned, for the caller to refuse it (TOO_MANY_WAITING) and close.
+        The credentials are asked here, once per client that waits, never on the fast path."""
+        peer = peer_credentials(sock)
+        uid = peer[1]
+        if not self.shares.take(uid):
+            return peer
         sock.setblocking(False)
         fd = sock.detach()
         deadline = self.clock() + self.read_timeout
-        self.waiting_clients.add(fd, deadline, message_mode, received, _READ_LANE)
+        self.waiting_clients.add(fd, deadline, message_mode, received, _READ_LANE, uid=uid)
         self._epoll.register(fd, _IN)
         if len(self.waiting_clients) >= self.max_connections:
             self._close_gate(AT_CAP)  # reopened by release(): clients wait in the backlog
+        return None
 
     def renew(self, fd: int, seconds: float) -> None:
         """Wait ``seconds`` more for a client held, from now (Varlink's next call)."""
@@ -325,7 +360,7 @@ class Server:
     def release(self, fd: int) -> None:
         """Stop waiting for a client that is answered or gone (closing its socket removes it
         from the epoll set)."""
-        self.waiting_clients.remove(fd)
+        self.shares.give_back(self.waiting_clients.remove(fd))
         self._timers.activity(self.clock())
         if len(self.waiting_clients) < self.max_connections and self._gate.reopen(AT_CAP):
             self._watch(self._listening, True)

@@ -4,7 +4,10 @@ a thread on real sockets."""
 import os
 
 from greeterd import folding
+from greeterd.log import DEBUG, Log
+from greeterd.tally import Tally
 from tests.support import (
+    MemoryOutlet,
     exchange,
     greet,
     wait_for,
@@ -37,3 +40,12 @@ def test_status_reports_greetings(serve):
             lambda: "STATUS=1 greeted, 1 refused, 0 waiting" in running.notified,
             what="a STATUS= update",
         )
+
+
+def test_folding_can_be_loaded_before_the_first_refusal():
+    """load_folding() (run once the first clients are served) makes the folder, so that the
+    first refusal imports nothing: out of fds, an import fails and would end greeterd."""
+    tally = Tally(Log(DEBUG, MemoryOutlet()), lambda: 0.0)
+    tally.load_folding()
+    assert tally._folder is not None
+    assert tally.next_due is None  # nothing refused yet: no summary due
