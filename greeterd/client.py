@@ -7,9 +7,11 @@ traceback: the user learns what went wrong and what to try, a script learns whic
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -25,7 +27,7 @@ EX_NOINPUT = 66  # no name: end of input at the prompt or on standard input, or 
 EX_NOHOST = 68  # the socket path does not exist
 EX_UNAVAILABLE = 69  # nothing listens on the socket
 EX_IOERR = cli.EX_IOERR  # the connection broke, or the greeting could not be printed
-EX_TEMPFAIL = 75  # timed out
+EX_TEMPFAIL = 75  # timed out, or turned away: too many clients of this user waiting
 EX_PROTOCOL = 76  # the server refused the name, or answered something unreadable
 EX_NOPERM = 77  # not allowed to connect to the socket
 EX_INTERRUPTED = 130  # Ctrl-C: killed by SIGINT, which shells report as 128 + 2
@@ -101,7 +103,11 @@ COMMAND = cli.Command(
         (EX_NOHOST, "the socket does not exist (is greeter.socket started?)"),
         (EX_UNAVAILABLE, "connection refused: nothing listens on the socket"),
         (EX_IOERR, "the connection broke before an answer, or standard output failed"),
-        (EX_TEMPFAIL, "timed out"),
+        (
+            EX_TEMPFAIL,
+            "timed out, or greeterd turned the client away because too many clients of the "
+            "same user were waiting for it (try again later)",
+        ),
         (EX_PROTOCOL, "the server refused the name or answered something unreadable"),
         (EX_NOPERM, "permission denied on the socket"),
         (EX_INTERRUPTED, "interrupted: Ctrl-C kills the client (SIGINT)"),
@@ -265,7 +271,6 @@ def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stre
         try:
             if socket_type == "datagram":
                 sock.bind("")  # autobind: an abstract address for the reply to come back to
-            sock.settimeout(timeout)
             _connect(sock, path, deadline)
             sock.settimeout(max(deadline - time.monotonic(), 0.001))  # what is left of it
             if socket_type == "stream":
@@ -296,36 +301,59 @@ def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stre
             if error.errno is None:  # "AF_UNIX path too long" and friends: the path itself
                 raise Failure(f"cannot use socket path {path!r}: {error}", cli.EX_USAGE) from None
             raise Failure(f"connection to {path} failed: {error.strerror}", EX_IOERR) from None
+    return _greeting(reply)
+
+
+def _greeting(reply: bytes) -> str:
+    """The greeting line in the server's reply, or the Failure its error line means."""
     if not reply:
         raise Failure("the server closed the connection without answering", EX_IOERR)
     try:
         return protocol.parse_reply(reply)
     except protocol.ServerRefused as refusal:
+        if refusal.reason == protocol.describe(protocol.TOO_MANY_WAITING):
+            raise Failure(
+                f"greeterd turned the client away: {refusal.reason}; try again when they are done",
+                EX_TEMPFAIL,
+            ) from None
         raise Failure(f"the server refused the name: {refusal.reason}", EX_PROTOCOL) from None
     except protocol.ProtocolError as error:
         raise Failure(f"unreadable answer from the server: {error.reason}", EX_PROTOCOL) from None
 
 
 def _connect(sock: socket.socket, path: str, deadline: float) -> None:
-    """connect(), trying again until ``deadline`` while the server's listen backlog is full.
+    """connect(), waiting until ``deadline`` while the server's listen backlog is full.
 
-    A full AF_UNIX backlog fails connect() at once with EAGAIN on a socket with a timeout. A
-    blocking connect() would wait in the kernel instead, but a stop and continue (Ctrl-Z, fg)
-    breaks that wait off in a way CPython takes for a connection made. So the client tries
-    again, 1 ms after the first failure and at most 50 ms apart: a busy greeterd is waited
-    for, as the clients in its backlog are, and is a timeout only if it stays full.
+    The wait is a blocking connect() bounded by SO_SNDTIMEO, as a plain client's: the kernel
+    queues the waiters on the listening socket and wakes them the moment greeterd accepts,
+    so the client gets in as soon as there is room, not when a retry comes round (trying
+    again every few ms lost the race to any client that tried faster). A stop and continue
+    (Ctrl-Z, fg) breaks that wait off with EINTR, which CPython takes for a connection made;
+    getpeername() tells the two apart, and an interrupted wait goes on for the time left.
     """
-    pause = 0.001
+    sock.settimeout(None)  # blocking: only then does connect() wait in the kernel
     while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(left))
         try:
             sock.connect(path)
-        except BlockingIOError:
-            if time.monotonic() + pause > deadline:
-                raise TimeoutError from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        else:
-            return
+        except BlockingIOError:  # EAGAIN: SO_SNDTIMEO ran out with the backlog still full
+            raise TimeoutError from None
+        try:
+            sock.getpeername()
+        except OSError as error:
+            if error.errno != errno.ENOTCONN:
+                raise
+            continue  # the wait was broken off (a stop and continue): not connected yet
+        return
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_SNDTIMEO: at least 1 µs (0 would mean no limit)."""
+    micros = max(1, round(seconds * 1_000_000))
+    return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
 
 
 def _send(sock: socket.socket, request: bytes) -> None:

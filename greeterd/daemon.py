@@ -54,7 +54,10 @@ def _description() -> str:
         "Each client has "
         f"{server.READ_TIMEOUT:g} s from connecting to send a name of at most "
         f"{protocol.MAX_NAME_BYTES} bytes; at most {server.MAX_CONNECTIONS} clients are served "
-        "at once and more wait in the socket's backlog. Logs go to the journal under systemd, "
+        "at once and more wait in the socket's backlog. At most "
+        f"{server.MAX_CLIENTS_PER_UID} of them may be one user's (uid; root and greeterd's "
+        "own uid are exempt): that user's next client that would wait is refused at once, so "
+        "one user cannot keep the others waiting. Logs go to the journal under systemd, "
         "to standard error otherwise, and never make greeterd wait: a line that cannot be "
         "written at once is counted, and the next one says how many were lost. Past "
         f"{folding.SINGLES_PER_KEY} refusals of one uid and reason in {folding.FOLD_WINDOW:g} s, "
@@ -157,7 +160,12 @@ def _serve(
     logger: log.Log,
 ) -> int:
     greeter = server.Server(
-        endpoints, logger, notify, exit_idle_time=exit_idle_time, watchdog_interval=watchdog
+        endpoints,
+        logger,
+        notify,
+        exit_idle_time=exit_idle_time,
+        watchdog_interval=watchdog,
+        exempt_uids=share_exempt_uids(syscalls.getuid()),
     )
     read_fd, write_fd = syscalls.pipe2(syscalls.O_NONBLOCK | syscalls.O_CLOEXEC)
     set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -174,15 +182,26 @@ def _serve(
     return EX_OK
 
 
+def share_exempt_uids(own_uid: int) -> tuple[int, ...]:
+    """The users whose clients are not held to server.MAX_CLIENTS_PER_UID: root, who can stop
+    greeterd or kill a flood outright, so a share would protect no one from it and would only
+    turn away an administrator's own checks and load tests; and the uid greeterd runs as: in a
+    user's own instance every client is its owner, whom a share would give a quarter of the
+    places and no one else the rest. (The system unit's greeterd runs as a dynamic user no
+    client has.)"""
+    return (0, own_uid) if own_uid else (0,)
+
+
 def _after_first_greetings(greeter: server.Server, logger: log.Log) -> None:
-    """What the clients that woke greeterd need not wait for: the open-files limit raised, and
-    the refusal folding loaded while there are fds to load it with."""
-    _raise_fd_limit(logger)
+    """What the clients that woke greeterd need not wait for: the open-files limit raised and
+    the share fitted to it, and the refusal folding loaded while there are fds to load it with."""
+    greeter.held.fit_to_open_files(_raise_fd_limit(logger))
     greeter.tally.load_folding()
 
 
-def _raise_fd_limit(logger: log.Log) -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard one, so greeterd can hold MAX_CONNECTIONS.
+def _raise_fd_limit(logger: log.Log) -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one, so greeterd can hold MAX_CONNECTIONS;
+    return the limit it has.
 
     systemd starts services with a soft limit of 1024 (for select()'s sake) and a high hard
     limit, and expects programs that use epoll to raise it themselves. Where even the hard limit
@@ -196,7 +215,7 @@ def _raise_fd_limit(logger: log.Log) -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= hard:
-        return
+        return soft
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except OSError as error:
@@ -204,8 +223,9 @@ def _raise_fd_limit(logger: log.Log) -> None:
     except ValueError:  # Python's word for EPERM, which a seccomp filter returns
         why = "setrlimit() not permitted"
     else:
-        return
+        return hard
     logger.notice(f"keeping {soft} open files at most: cannot raise the limit ({why})")
+    return soft
 
 
 def _wake_loop(signum: int, frame: object) -> None:

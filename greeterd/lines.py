@@ -14,8 +14,9 @@ answered by it too, each with its own parse and reply formats, so every kind of 
 refused for the same reasons with the same log line.
 
 Peer credentials live here, with the connected sockets they are asked of: a client's are asked
-only when it is refused or logged at debug level, never on the fast path. A datagram carries
-its sender's instead (SCM_CREDENTIALS), which datagrams.py reads with ucred().
+only when it starts to wait (its uid: whose share it takes), is refused or is logged at debug
+level, never on the fast path. A datagram carries its sender's instead (SCM_CREDENTIALS),
+which datagrams.py reads with ucred().
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from greeterd.protocol import (
     MESSAGE_READ_BYTES,
     REPLY_PREFIX,
     TIMED_OUT,
+    TOO_MANY_WAITING,
     ProtocolError,
     describe,
     find_request,
@@ -39,11 +41,11 @@ from greeterd.protocol import (
     parse_name,
 )
 from greeterd.speedups import sockets
-from greeterd.waiting import WaitingClients
+from greeterd.waiting import UserShares, WaitingClients
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from typing import TypeVar
 
     from greeterd.server import Server
@@ -119,30 +121,60 @@ def _time_is_up(received: bytes) -> str:
     raise ProtocolError(TIMED_OUT)
 
 
+def past_share(received: bytes | str) -> str:
+    """A client that would wait while its user has its share waiting already: refused,
+    whatever it sent (HeldClients.hold() says who)."""
+    raise ProtocolError(TOO_MANY_WAITING)
+
+
+#: Fds greeterd holds besides its clients' (listeners, epoll, the wake-up pipe, the journal,
+#: a module being imported) and a margin: what fit_to_open_files() keeps out of the places.
+SPARE_FDS = 32
+
+
 class HeldClients:
     """The connections the server waits for, whatever they speak: a line client still sending
     its name, a Varlink connection (sessions.py) until its next call. Each is a bare fd in the
     loop's epoll set and in waiting.py's tables (which say why), with its deadline, and takes
     one of the server's max_connections places: at the cap the accept gate closes, and new
-    clients wait in the listen backlog until one is released."""
+    clients wait in the listen backlog until one is released.
 
-    def __init__(self, server: Server) -> None:
+    Each user (uid) may take at most ``max_clients_per_uid`` places (server.MAX_CLIENTS_PER_UID):
+    past it, that user's next client that would wait is refused at once (TOO_MANY_WAITING)
+    instead of taking a place, so one user cannot fill the cap and keep every other user's
+    clients in the backlog. Only clients that wait are counted: one whose name came with it is
+    answered at once, whoever sent it. The clients of ``exempt_uids`` are not counted at all
+    (the daemon exempts root and its own uid: daemon.share_exempt_uids() says why)."""
+
+    def __init__(
+        self, server: Server, max_clients_per_uid: int, exempt_uids: Collection[int]
+    ) -> None:
         #: The bookkeeping (waiting.py): is this fd waited for, whose deadline has passed.
         self.clients = WaitingClients(lanes=2)
+        #: How many clients each user has waiting, and whether one more may wait (waiting.py).
+        self.shares = UserShares(max_clients_per_uid, exempt_uids)
         self._listeners = server.listeners  # its accept gate: closed at the cap
         self._epoll, self._clock, self._timers = server.epoll, server.clock, server.timers
         self._read_timeout, self._max_connections = server.read_timeout, server.max_connections
 
-    def hold(self, sock: sockets.socket, received: bytes, message_mode: bool) -> None:
-        """Wait in epoll for the rest of a client's request, until the read timeout from now.
-        Only the fd is kept (waiting.py says why); at max_connections the accept gate closes."""
+    def hold(self, sock: sockets.socket, received: bytes, message_mode: bool) -> Peer | None:
+        """Wait in epoll for the rest of a client's request, until the read timeout from now,
+        and return None. Only the fd is kept (waiting.py says why); at max_connections the
+        accept gate closes. A client whose user already has its share waiting is not held: its
+        credentials are returned, for the caller to refuse it (TOO_MANY_WAITING) and close.
+        The credentials are asked here, once per client that waits, never on the fast path."""
+        peer = peer_credentials(sock)
+        uid = peer[1]
+        if not self.shares.take(uid):
+            return peer
         sock.setblocking(False)
         fd = sock.detach()
         deadline = self._clock() + self._read_timeout
-        self.clients.add(fd, deadline, message_mode, received, _READ_LANE)
+        self.clients.add(fd, deadline, message_mode, received, _READ_LANE, uid=uid)
         self._epoll.register(fd, _IN)
         if len(self.clients) >= self._max_connections:
             self._listeners.close_gate(AT_CAP)  # reopened by release(): clients wait in the backlog
+        return None
 
     def renew(self, fd: int, seconds: float) -> None:
         """Wait ``seconds`` more for a client held, from now (Varlink's next call)."""
@@ -152,11 +184,20 @@ class HeldClients:
 
     def release(self, fd: int) -> None:
         """Stop waiting for a client that is answered or gone (closing its socket removes it
-        from the epoll set)."""
-        self.clients.remove(fd)
+        from the epoll set), and give its place back to its user's share."""
+        self.shares.give_back(self.clients.remove(fd))
         self._timers.activity(self._clock())
         if len(self.clients) < self._max_connections:
             self._listeners.reopen_gate(AT_CAP)
+
+    def fit_to_open_files(self, limit: int) -> None:
+        """Hold each user's share to its part of the clients greeterd can really hold: with
+        ``limit`` open files (RLIMIT_NOFILE; a container may cap it at 1024), accept() fails
+        with EMFILE long before max_connections, and a share above the fds would let one user
+        take them all. The share is never raised."""
+        places = min(self._max_connections, max(limit - SPARE_FDS, 4))
+        ratio = self.shares.share / self._max_connections
+        self.shares.share = min(self.shares.share, max(1, int(places * ratio)))
 
 
 class LineClients:
@@ -176,7 +217,7 @@ class LineClients:
         try:
             data = sock.recv(wanted, _MSG_DONTWAIT)
         except BlockingIOError:
-            self._hold(sock, b"", message_mode)
+            self._wait_for(sock, b"", message_mode)
             return
         except OSError:
             self._lose(sock)
@@ -188,7 +229,7 @@ class LineClients:
         try:
             reply = answer(self._tally, parse, data, sock, LINE_REPLIES)
         except _NotWhole:
-            self._hold(sock, data, message_mode)
+            self._wait_for(sock, data, message_mode)
             return
         # _finish(), written out: the call alone costs the fast path about 3% more instructions
         # per greeting (callgrind). A reply on a fresh socket always fits the send buffer, so
@@ -200,6 +241,13 @@ class LineClients:
         except OSError:
             self._tally.lost += 1
         sock.close()
+
+    def _wait_for(self, sock: sockets.socket, received: bytes, message_mode: bool) -> None:
+        """Have HeldClients wait for the rest of the request; one past its user's share is
+        refused at once instead."""
+        peer = self._hold(sock, received, message_mode)
+        if peer is not None:
+            self._finish(sock, answer(self._tally, past_share, received, peer, LINE_REPLIES))
 
     def read(self, fd: int) -> None:
         """Read more of a waiting client's request; answer it once it is whole."""

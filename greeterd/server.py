@@ -25,7 +25,7 @@ from greeterd.tally import Duties, Tally
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from greeterd.activation import Endpoint
     from greeterd.datagrams import Datagrams
@@ -40,6 +40,11 @@ READ_TIMEOUT = 5.0
 #: wait in the kernel's listen backlog (never refused). Worst-case memory is about
 #: MAX_CONNECTIONS x (MAX_REQUEST_BYTES + about 100 B of bookkeeping), about 9 MiB.
 MAX_CONNECTIONS = 8192
+
+#: Clients of one user (uid) waited for at once: a quarter of MAX_CONNECTIONS, as sd-varlink
+#: gives a uid 1024 of its 4096 connections. Past it that user's next client that would wait is
+#: refused at once; lines.HeldClients says why, and whose clients are not counted.
+MAX_CLIENTS_PER_UID = MAX_CONNECTIONS // 4
 
 #: Connections accepted per wake-up before the loop serves the others: bounds how long clients
 #: that are mid-request wait behind a flood of new ones.
@@ -72,6 +77,8 @@ class Server:
         watchdog_interval: float | None = None,
         read_timeout: float = READ_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        max_clients_per_uid: int = MAX_CLIENTS_PER_UID,
+        exempt_uids: Collection[int] = (),  # uids whose clients no share counts
         varlink_idle_timeout: float | None = None,  # None: sessions.VARLINK_IDLE_TIMEOUT
     ) -> None:
         self.log, self.notify, self.clock = log, notify, time.monotonic
@@ -85,7 +92,7 @@ class Server:
         self._listening, self._datagram_socks = listeners.accepting, listeners.datagram_socks
         self._gate = listeners.gate  # the accept loop reads it after every client
         self._handed_over = [e for e in endpoints if e.kind == CONNECTION]
-        self.held = HeldClients(self)
+        self.held = HeldClients(self, max_clients_per_uid, exempt_uids)
         self.waiting_clients = self.held.clients
         self._lines = LineClients(self)
         self._duties = Duties(self)

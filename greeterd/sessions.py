@@ -11,7 +11,7 @@ varlink.py) only when a Varlink socket is served.
 from __future__ import annotations
 
 from greeterd import varlink
-from greeterd.lines import answer
+from greeterd.lines import answer, past_share
 from greeterd.protocol import parse_text_name
 from greeterd.speedups import sockets, syscalls
 
@@ -55,9 +55,17 @@ class VarlinkSessions:
         return fd in self._connections
 
     def open(self, fd: int) -> None:
-        """A client connected: wait for its calls."""
-        self._connections[fd] = varlink.Connection()
-        self._held.hold(sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM, 0, fd), b"", False)
+        """A client connected: wait for its calls. One past its user's share is refused at
+        once: before any call of its arrives, one TooManyClients error, which a client that
+        calls at once (varlinkctl does) reads as the answer to its first call, then close."""
+        sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM, 0, fd)
+        peer = self._held.hold(sock, b"", False)
+        if peer is None:
+            self._connections[fd] = varlink.Connection()
+            return
+        refusal = answer(self._tally, past_share, "", peer, varlink.SHARE_REPLIES)
+        _send_whole(fd, varlink.encode(refusal))
+        sock.close()
 
     def converse(self, fd: int) -> None:
         """Answer what a client sent, then wait for its next call (until the idle timeout), or

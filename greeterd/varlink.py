@@ -59,6 +59,11 @@ method Greet(name: string) -> (greeting: string)
 # The name was refused; reason is the line protocol's: "empty name", "invalid UTF-8",
 # "control character in name" or "name longer than {protocol.MAX_NAME_BYTES} bytes".
 error InvalidName(reason: string)
+
+# The connection was turned away before its first call: the user who connected already
+# has their share of the connections greeterd waits for. Sent once, then the connection
+# is closed; reason is the line protocol's "{protocol.TOO_MANY_WAITING}".
+error TooManyClients(reason: string)
 """
 
 #: org.varlink.service, as the Varlink specification writes it.
@@ -106,6 +111,7 @@ INFO = {
 
 GREET = f"{INTERFACE}.Greet"
 INVALID_NAME = f"{INTERFACE}.InvalidName"
+TOO_MANY_CLIENTS = f"{INTERFACE}.TooManyClients"
 INTERFACE_NOT_FOUND = f"{SERVICE}.InterfaceNotFound"
 METHOD_NOT_FOUND = f"{SERVICE}.MethodNotFound"
 METHOD_NOT_IMPLEMENTED = f"{SERVICE}.MethodNotImplemented"
@@ -239,6 +245,16 @@ def invalid_name(reason: str) -> dict[str, Any]:
 
 #: Greet's replies, for lines.answer(): the greeting, or InvalidName.
 GREET_REPLIES = (greeting, invalid_name)
+
+
+def too_many_clients(reason: str) -> dict[str, Any]:
+    """The error a connection past its user's share gets instead of being served."""
+    return error(TOO_MANY_CLIENTS, reason=reason)
+
+
+#: A connection's replies when it is past its user's share, for lines.answer(): only the
+#: refusal is ever sent.
+SHARE_REPLIES = (greeting, too_many_clients)
 
 
 def error(name: str, **parameters: str) -> dict[str, Any]:

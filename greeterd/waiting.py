@@ -1,9 +1,11 @@
 """The clients that connected before their whole request arrived: pure bookkeeping, no I/O.
 
 For each waiting client it keeps its fd, its deadline, whether it speaks in messages
-(seqpacket) or a byte stream, and the bytes it sent so far. lines.HeldClients does the I/O
-(the sockets, epoll, the client cap); this module only answers "is this fd waiting?", "whose
-deadline has passed?" and "when is the next one?".
+(seqpacket) or a byte stream, the bytes it sent so far, and its uid. lines.HeldClients does
+the I/O (the sockets, epoll, the client cap); this module only answers "is this fd waiting?",
+"whose deadline has passed?" and "when is the next one?". UserShares counts the waiting clients
+per uid: the share of the waiting places one user may take (server.MAX_CLIENTS_PER_UID says
+why).
 
 Deadlines are kept in arrival order, in lanes: every deadline in a lane comes from the same
 timeout, so arrival order is deadline order within it, and the earliest deadline is always at
@@ -23,6 +25,10 @@ without its import, which pulls in collections.abc (about 1 ms of every cold sta
 """
 
 from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 #: Entries for finished clients the deadline queue may hold beyond twice the live ones before
 #: it is rebuilt. Finished clients leave the queue lazily (when they reach its head), so
@@ -105,6 +111,7 @@ class WaitingClients:
     def _clear(self) -> None:
         self._deadline_by_fd = _doubles(0)  # _NOT_WAITING, or when the client's time is up
         self._mode_by_fd = bytearray()  # _STREAM or _MESSAGES
+        self._uid_by_fd = _ints(0)  # the peer's uid, as lines.ucred() reads it
         self._received: dict[int, bytes] = {}  # only for clients that sent part of a request
         self._queues = [_DeadlineQueue() for _ in range(self._lanes)]
         self._count = 0
@@ -116,10 +123,17 @@ class WaitingClients:
         return fd < len(self._deadline_by_fd) and self._deadline_by_fd[fd] != _NOT_WAITING
 
     def add(
-        self, fd: int, deadline: float, message_mode: bool, received: bytes, lane: int = 0
+        self,
+        fd: int,
+        deadline: float,
+        message_mode: bool,
+        received: bytes,
+        lane: int = 0,
+        *,
+        uid: int = -1,
     ) -> None:
-        """Start waiting for ``fd`` until ``deadline``, which must not be earlier than any
-        deadline added to ``lane`` before it."""
+        """Start waiting for ``fd`` (whose peer is ``uid``) until ``deadline``, which must not
+        be earlier than any deadline added to ``lane`` before it."""
         if fd in self:
             raise ValueError(f"fd {fd} is already waiting")
         if fd >= len(self._deadline_by_fd):
@@ -127,7 +141,9 @@ class WaitingClients:
             length = max(fd + 1, 2 * len(self._deadline_by_fd))
             self._deadline_by_fd = _doubles(length, self._deadline_by_fd)
             self._mode_by_fd += bytes(length - len(self._mode_by_fd))
+            self._uid_by_fd = _ints(length, self._uid_by_fd)
         self._deadline_by_fd[fd] = deadline
+        self._uid_by_fd[fd] = uid
         self._mode_by_fd[fd] = _MESSAGES if message_mode else _STREAM
         if received:
             self._received[fd] = received
@@ -154,9 +170,10 @@ class WaitingClients:
     def set_received(self, fd: int, received: bytes) -> None:
         self._received[fd] = received
 
-    def remove(self, fd: int) -> None:
-        """Stop waiting for ``fd`` (answered, refused or gone). When the last client leaves,
-        every table is dropped, which is how the memory goes back."""
+    def remove(self, fd: int) -> int:
+        """Stop waiting for ``fd`` (answered, refused or gone); return its uid. When the last
+        client leaves, every table is dropped, which is how the memory goes back."""
+        uid = self._uid_by_fd[fd]
         self._deadline_by_fd[fd] = _NOT_WAITING
         self._received.pop(fd, None)
         self._count -= 1
@@ -164,6 +181,7 @@ class WaitingClients:
             self._clear()
         else:
             self._compact_if_stale()
+        return uid
 
     def queued(self) -> int:
         """Entries the deadline queues hold, passed and stale ones included: at most twice
@@ -194,3 +212,47 @@ class WaitingClients:
             if queue.head < queue.tail and queue.deadlines[queue.head] <= now:
                 return queue.fds[queue.head]
         return None
+
+
+class UserShares:
+    """How many waiting clients each uid has, and whether one more may wait: at most
+    ``share`` per uid, except the ``exempt`` uids, which are not counted at all.
+
+    A uid has an entry only while it has a client waiting, so the table holds at most as many
+    entries as there are clients waiting, and none once they have all left.
+    """
+
+    def __init__(self, share: int, exempt: Collection[int] = ()) -> None:
+        self.share = share
+        self.exempt = frozenset(exempt)
+        self._counts: dict[int, int] = {}
+
+    def take(self, uid: int) -> bool:
+        """Count one more waiting client of ``uid``; False, counting nothing, when ``uid``
+        already has its share waiting."""
+        if uid in self.exempt:
+            return True
+        counts = self._counts
+        held = counts.get(uid, 0)
+        if held >= self.share:
+            return False
+        counts[uid] = held + 1
+        return True
+
+    def give_back(self, uid: int) -> None:
+        """One client of ``uid`` no longer waits (take() said yes for it)."""
+        if uid in self.exempt:
+            return
+        held = self._counts[uid] - 1
+        if held:
+            self._counts[uid] = held
+        else:
+            del self._counts[uid]
+
+    def held(self, uid: int) -> int:
+        """Clients of ``uid`` counted as waiting now."""
+        return self._counts.get(uid, 0)
+
+    def __len__(self) -> int:
+        """Uids with a client waiting (exempt ones never count)."""
+        return len(self._counts)

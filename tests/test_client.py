@@ -218,8 +218,9 @@ def test_a_full_backlog_is_waited_for_until_the_server_accepts(sock_dir, capsys)
 
 
 def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
-    """Ctrl-Z and fg while the client waits for a full backlog: it goes on waiting and is
-    served (a blocking connect() took that interruption for a connection, exit 74)."""
+    """Ctrl-Z and fg while the client waits in connect() for a full backlog: it goes on
+    waiting and is served (CPython takes the interrupted connect() for a connection made;
+    getpeername() tells it apart, where it used to exit 74)."""
     path = sock_dir / "busy.sock"
     with full_backlog(path) as listener:
         waiting = subprocess.Popen(
@@ -227,8 +228,8 @@ def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        # Stopped while it waits between two tries (or, before, inside connect()).
-        wait_for_wchan(waiting.pid, {"hrtimer_nanosleep", "unix_wait_for_peer"})
+        # Stopped while it waits inside connect(), in the kernel's queue of the listener.
+        wait_for_wchan(waiting.pid, {"unix_wait_for_peer"})
         waiting.send_signal(signal.SIGSTOP)
         time.sleep(0.3)
         waiting.send_signal(signal.SIGCONT)
@@ -252,6 +253,46 @@ def wait_for_wchan(pid: int, functions: set[str], timeout: float = 10.0) -> None
         f"process {pid} to sleep in {functions}",
         until=lambda wchan: wchan in functions,
     )
+
+
+def test_in_a_full_backlog_the_client_waits_in_the_kernels_queue(sock_dir):
+    """The client waits its turn as a blocking connect() does: asleep in the listener's queue
+    (unix_wait_for_peer) at every look over half a second, never between tries of its own,
+    so the kernel wakes it the moment the server accepts; it is then connected within a
+    moment, not at its next try."""
+    path = sock_dir / "busy.sock"
+    with full_backlog(path) as listener:
+        waiting = subprocess.Popen(
+            [GREETER_CLIENT, "--socket", str(path), "--name", "Zoë", "--timeout", "10"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        wait_for_wchan(waiting.pid, {"unix_wait_for_peer"})
+        seen = set()
+        for _ in range(50):
+            seen.add(Path(f"/proc/{waiting.pid}/wchan").read_text())
+            time.sleep(0.01)
+        listener.settimeout(5)
+        listener.accept()[0].close()  # the filler: room for the client
+        room = time.monotonic()
+        conn, _ = listener.accept()
+        connected_after = time.monotonic() - room
+        with conn:
+            conn.recv(100)
+            conn.sendall("Hello, Zoë\n".encode())
+        out, err = waiting.communicate(timeout=10)
+    assert seen == {"unix_wait_for_peer"}, f"it slept elsewhere: {seen}"
+    assert (waiting.returncode, out) == (client.EX_OK, "Hello, Zoë\n".encode()), err
+    assert connected_after < 0.5, f"connected {connected_after:.3f} s after room appeared"
+
+
+def test_turned_away_for_its_users_share_is_a_temporary_failure(scripted, capsys):
+    """greeterd's 'too many clients of this user waiting' is not about the name: EX_TEMPFAIL
+    (try again later) with the reason, not EX_PROTOCOL."""
+    server = scripted(protocol.format_error(protocol.TOO_MANY_WAITING))
+    status, _, err = run(capsys, "--socket", str(server.path), "--name", "Zoë")
+    assert status == client.EX_TEMPFAIL
+    assert f"turned the client away: '{protocol.TOO_MANY_WAITING}'; try again" in err
 
 
 def test_a_backlog_that_stays_full_times_out(sock_dir, capsys):

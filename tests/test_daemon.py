@@ -181,3 +181,10 @@ def test_the_soft_fd_limit_is_raised_to_the_hard_one(open_files):
     daemon._raise_fd_limit(log.Log(log.DEBUG, outlet))
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     assert outlet.sent == []
+
+
+def test_root_and_greeterds_own_uid_are_exempt_from_the_share():
+    """share_exempt_uids(): root always; greeterd's own uid too (a user's own instance, whose
+    clients are all its owner); no other uid."""
+    assert daemon.share_exempt_uids(0) == (0,)
+    assert daemon.share_exempt_uids(1000) == (0, 1000)

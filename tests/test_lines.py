@@ -1,13 +1,14 @@
 """Line-protocol clients (lines.py), stream and seqpacket, answered by a Server in a thread on
-real sockets; the clients waited for (HeldClients): the client cap and deadlines; and the peer
-credentials asked of them."""
+real sockets; the clients waited for (HeldClients): the client cap, each user's share of it, and
+deadlines; and the peer credentials asked of them."""
 
 import os
 import socket
 import struct
+import subprocess
 import time
 
-from greeterd import lines, protocol, waiting
+from greeterd import lines, protocol, server, waiting
 from greeterd.activation import CONNECTION, Endpoint
 from tests.support import (
     HELLO,
@@ -17,6 +18,7 @@ from tests.support import (
     greet,
     listener,
     read_reply,
+    skip_or_fail,
     varlink_call,
     varlink_listener,
     varlink_replies,
@@ -186,3 +188,132 @@ def test_a_long_varlink_deadline_does_not_delay_a_shorter_one_set_after_it(serve
             assert silent.recv(100) == error_line(protocol.TIMED_OUT)
             waited = time.monotonic() - started
     assert waited < 2, f"the line client waited {waited:.1f} s, behind the Varlink deadline"
+
+
+# -- each user's share of the clients waited for (MAX_CLIENTS_PER_UID) --------------------
+
+TOO_MANY = error_line(protocol.TOO_MANY_WAITING)
+
+#: Run as another user: connect to argv[1], say "connected", then wait for the reply (or for
+#: standard input to close) and print it.
+SILENT_CLIENT = """
+import socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.settimeout(30)
+    s.connect(sys.argv[1])
+    print("connected", flush=True)
+    print(repr(s.recv(200)), flush=True)
+"""
+
+
+def test_past_its_share_a_users_next_waiting_client_is_refused_at_once(serve):
+    """With the share at 2, a user's third silent client gets the TOO_MANY_WAITING line at
+    once (not at the read deadline), is not waited for, and is logged with its uid; a client
+    of the same user that sends its name with it is still greeted (the fast path counts
+    nobody); once one of the two leaves, the next silent one is waited for again."""
+    with serve(max_clients_per_uid=2, read_timeout=30) as running:
+        first, second = connect(running.path), connect(running.path)
+        wait_for(lambda: running.server.waiting == 2, what="two waiting clients")
+        started = time.monotonic()
+        with connect(running.path) as third:
+            assert read_reply(third) == TOO_MANY
+        assert time.monotonic() - started < 2, "the refusal waited for something"
+        assert running.server.waiting == 2
+        assert greet(running.path) == HELLO
+        first.close()
+        wait_for(lambda: running.server.waiting == 1, what="the first one gone")
+        with connect(running.path) as fourth:
+            wait_for(lambda: running.server.waiting == 2, what="the fourth one waited for")
+            fourth.sendall(b"Ada\n")
+            assert read_reply(fourth) == b"Hello, Ada\n"
+        second.close()
+        wait_for(lambda: running.server.waiting == 0, what="all gone")
+        assert len(running.server.held.shares) == 0, "an empty user's entry was kept"
+    refusal = f"uid {os.getuid()}: {protocol.TOO_MANY_WAITING}"
+    assert refusal in running.log
+
+
+def test_a_user_past_its_share_is_refused_on_seqpacket_and_varlink_too(serve, sock_dir):
+    """One share across every kind of client that waits: with the share at 1 and a Varlink
+    connection held, a silent seqpacket client gets the refusal as one message, and a second
+    Varlink connection gets one TooManyClients error, then the end of the connection."""
+    with serve(
+        varlink_listener(sock_dir / "v.sock"),
+        listener(sock_dir / "q.sock", socket.SOCK_SEQPACKET),
+        max_clients_per_uid=1,
+    ) as running:
+        held = connect(sock_dir / "v.sock")
+        wait_for(lambda: running.server.waiting == 1, what="the Varlink connection held")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as packets:
+            packets.settimeout(5)
+            packets.connect(str(sock_dir / "q.sock"))
+            assert packets.recv(200) == TOO_MANY
+        with connect(sock_dir / "v.sock") as turned_away:
+            turned_away.sendall(varlink_call(GREET, name="A"))
+            assert varlink_replies(turned_away, 1) == [
+                {
+                    "error": "io.greeterd.Greeter.TooManyClients",
+                    "parameters": {"reason": protocol.TOO_MANY_WAITING},
+                }
+            ]
+            assert read_reply(turned_away) == b""
+        held.sendall(varlink_call(GREET, name="B"))
+        assert varlink_replies(held, 1) == [{"parameters": {"greeting": "Hello, B"}}]
+        held.close()
+    assert running.server.refused == 2
+
+
+def test_an_exempt_uid_may_have_any_number_waiting(serve):
+    """exempt_uids (the daemon gives root and its own uid): with the share at 1, five silent
+    clients of an exempt uid are all waited for, and no entry is kept for it."""
+    with serve(max_clients_per_uid=1, exempt_uids=(os.getuid(),)) as running:
+        clients = [connect(running.path) for _ in range(5)]
+        wait_for(lambda: running.server.waiting == 5, what="five waiting clients")
+        assert len(running.server.held.shares) == 0
+        for client in clients:
+            client.close()
+
+
+def test_one_user_at_its_share_does_not_keep_another_users_client_waiting(serve, sock_dir):
+    """The point of the share: this user holds its share (2) and floods 50 more silent
+    clients, which are refused; another user's silent client (nobody, uid 65534) is still
+    accepted and waited for, and gets its own timeout line, not the refusal."""
+    if os.geteuid() != 0:
+        skip_or_fail("connecting as another user needs root")
+    sock_dir.chmod(0o755)
+    python = "/usr/bin/python3"  # the system's: one nobody may run, unlike a venv in /root
+    if not os.access(python, os.X_OK):
+        skip_or_fail(f"{python} is missing")
+    with serve(max_clients_per_uid=2, read_timeout=1.0) as running:
+        assert running.path is not None
+        running.path.chmod(0o777)
+        ours = [connect(running.path) for _ in range(2)]
+        wait_for(lambda: running.server.waiting == 2, what="our share waiting")
+        for _ in range(50):
+            with connect(running.path) as extra:
+                assert read_reply(extra) == TOO_MANY
+        other = subprocess.Popen(
+            [python, "-I", "-c", SILENT_CLIENT, str(running.path)],
+            user=65534,
+            group=65534,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out, _ = other.communicate(timeout=20)
+        for sock in ours:
+            sock.close()
+    assert out.splitlines() == ["connected", repr(error_line(protocol.TIMED_OUT))]
+    assert "uid 65534: timed out" in running.log
+
+
+def test_the_share_is_fitted_to_the_open_files_greeterd_has(serve):
+    """fit_to_open_files(): with 1024 open files (a container's limit) greeterd holds about
+    1000 clients, not MAX_CONNECTIONS, so each user's share becomes a quarter of those; with
+    plenty of fds the share stays as set, and it is never raised."""
+    with serve() as running:
+        running.server.held.fit_to_open_files(1 << 20)
+        assert running.server.held.shares.share == server.MAX_CLIENTS_PER_UID
+        running.server.held.fit_to_open_files(1024)
+        assert running.server.held.shares.share == (1024 - lines.SPARE_FDS) // 4
+        running.server.held.fit_to_open_files(1 << 20)
+        assert running.server.held.shares.share == (1024 - lines.SPARE_FDS) // 4

@@ -1,8 +1,8 @@
 """The loop and the accept loop (server.py), run in a thread on real sockets in a temporary
-directory: one silent client delays no other, and a stop drains. The client cap and deadlines
-are tested with HeldClients (test_lines.py), exit on idle and the watchdog with Duties
-(test_tally.py), the accept gate, accept()'s errors and the stop signals' pipe with Listeners
-(test_listeners.py)."""
+directory: one silent client delays no other, and a stop drains. The client cap, each user's
+share of it and deadlines are tested with HeldClients (test_lines.py), exit on idle and the
+watchdog with Duties (test_tally.py), the accept gate, accept()'s errors and the stop signals'
+pipe with Listeners (test_listeners.py)."""
 
 import time
 

@@ -6,7 +6,10 @@ import os
 import time
 
 from greeterd import folding, outlets
+from greeterd.log import DEBUG, Log
+from greeterd.tally import Tally
 from tests.support import (
+    MemoryOutlet,
     connect,
     exchange,
     greet,
@@ -92,3 +95,12 @@ def test_a_watchdog_ping_dropped_by_a_full_queue_is_sent_again_promptly(serve, s
                 assert message.startswith(b"STATUS="), message
             assert time.monotonic() - room < 2.0, "the ping waited for the next interval"
         notify.close()
+
+
+def test_folding_can_be_loaded_before_the_first_refusal():
+    """load_folding() (run once the first clients are served) makes the folder, so that the
+    first refusal imports nothing: out of fds, an import fails and would end greeterd."""
+    tally = Tally(Log(DEBUG, MemoryOutlet()), lambda: 0.0)
+    tally.load_folding()
+    assert tally._folder is not None
+    assert tally.next_due is None  # nothing refused yet: no summary due

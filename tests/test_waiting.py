@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greeterd.waiting import DEADLINE_SLACK, WaitingClients
+from greeterd.waiting import DEADLINE_SLACK, UserShares, WaitingClients
 
 
 def test_a_waiting_client_is_known_by_its_fd_with_its_mode_and_bytes():
@@ -146,3 +146,89 @@ def test_it_agrees_with_a_plain_dict_of_deadlines(operations):
         assert len(waiting) == len(model)
         assert all((f in waiting) == (f in model) for f in range(41))
         assert waiting.next_deadline() == (min(model.values()) if model else None)
+
+
+def test_remove_gives_back_the_uid_a_client_was_added_with():
+    """add() keeps each client's uid (one C int per fd) and remove() returns it, so the
+    server knows whose share to give back without asking the kernel again."""
+    waiting = WaitingClients()
+    waiting.add(3, 1.0, message_mode=False, received=b"", uid=1000)
+    waiting.add(900, 1.0, message_mode=False, received=b"", uid=-2)  # 4294967294, signed
+    waiting.add(5, 1.0, message_mode=False, received=b"")
+    assert waiting.remove(900) == -2
+    assert waiting.remove(5) == -1  # not given: unknown, as lines.UNKNOWN_PEER says
+    assert waiting.remove(3) == 1000
+    assert waiting._uid_by_fd.nbytes == 0
+
+
+def test_a_user_may_have_its_share_waiting_and_no_more():
+    """take() says yes share times for one uid, then no, counting nothing for the no."""
+    shares = UserShares(3)
+    assert [shares.take(1000) for _ in range(5)] == [True, True, True, False, False]
+    assert shares.held(1000) == 3
+
+
+def test_users_share_nothing_with_each_other():
+    """One user at its share does not stop another: each uid has a share of its own (root's
+    too, unless it is exempt, as the daemon makes it)."""
+    shares = UserShares(2)
+    assert [shares.take(1000) for _ in range(3)] == [True, True, False]
+    assert [shares.take(0) for _ in range(3)] == [True, True, False]
+    assert shares.take(1001)
+    assert (shares.held(1000), shares.held(0), shares.held(1001), len(shares)) == (2, 2, 1, 3)
+
+
+def test_a_client_given_back_makes_room_and_an_empty_entry_is_dropped():
+    """give_back() frees one place of that uid; at zero its entry is gone, so the table
+    holds only users with a client waiting."""
+    shares = UserShares(2)
+    shares.take(1000)
+    shares.take(1000)
+    shares.give_back(1000)
+    assert shares.take(1000)
+    assert not shares.take(1000)
+    shares.give_back(1000)
+    shares.give_back(1000)
+    assert (shares.held(1000), len(shares)) == (0, 0)
+    with pytest.raises(KeyError):
+        shares.give_back(1000)  # giving back more than was taken is a bug, not a no-op
+
+
+def test_many_users_cost_an_entry_each_only_while_they_wait():
+    """10,000 users with a client each: 10,000 entries, every one with room for more; when
+    they leave, nothing is left."""
+    shares = UserShares(1)
+    assert all(shares.take(uid) for uid in range(10_000))
+    assert len(shares) == 10_000
+    assert not any(shares.take(uid) for uid in range(10_000))
+    for uid in range(10_000):
+        shares.give_back(uid)
+    assert len(shares) == 0
+
+
+def test_exempt_uids_are_never_counted_nor_refused():
+    """Exempt uids (root, and greeterd's own in a user's instance) may have any number
+    waiting and take no entry; every other uid still has its share."""
+    shares = UserShares(1, exempt=(0, 1000))
+    assert all(shares.take(uid) for uid in (0, 1000) for _ in range(100))
+    assert (shares.held(0), shares.held(1000), len(shares)) == (0, 0, 0)
+    shares.give_back(1000)  # given back as freely as taken
+    assert shares.take(1001)
+    assert not shares.take(1001)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), max_size=300))
+def test_shares_agree_with_a_plain_count_of_each_users_clients(operations):
+    """Any sequence of clients starting and ending to wait: take() says yes exactly when the
+    uid has fewer than its share, and the table holds exactly the uids with a client."""
+    shares, model = UserShares(3, exempt=(5,)), dict.fromkeys(range(6), 0)
+    for starting, uid in operations:
+        if starting:
+            allowed = uid == 5 or model[uid] < 3
+            assert shares.take(uid) is allowed
+            model[uid] += allowed
+        elif model[uid]:
+            shares.give_back(uid)
+            model[uid] -= 1
+        assert len(shares) == sum(1 for u, n in model.items() if n and u != 5)
+        assert all(shares.held(u) == (0 if u == 5 else n) for u, n in model.items())

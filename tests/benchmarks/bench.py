@@ -38,6 +38,7 @@ from pathlib import Path
 
 # The checkout, for tests/stdlib_helpers.py: this file runs as a plain script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from greeterd.server import MAX_CLIENTS_PER_UID
 from tests.stdlib_helpers import raise_open_files, reachable
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +48,8 @@ IDLE_CLIENTS = 5000
 BASELINE = "greeterd, baseline"
 #: The peer that is greeterd's fast path and nothing else (peers/python_floor.py).
 FLOOR = "Python floor"
+#: The user whose clients fill their share and are then turned away (greeterd exempts root).
+FLOOD_UID = 65534
 #: Calls per connection for the "many calls" Varlink row: a client that keeps its connection.
 VARLINK_CALLS = 1000
 
@@ -332,6 +335,53 @@ class Bench:
             rate, _, _, cpu = self.rate(running[server.name], 16, ("refuse",))
             server.record("refuse_16", rate)
             server.record("refuse_cpu_16", cpu)
+        for server in self.sharing():
+            self.measure_share(server, running[server.name])
+
+    def sharing(self) -> list[Server]:
+        """The servers with a per-user share (this checkout's greeterd, one process), when
+        this script can flood as another user: it runs as root."""
+        if os.geteuid() != 0:
+            return []
+        return [s for s in self.refusing() if not s.name.startswith(BASELINE)]
+
+    def measure_share(self, server: Server, running: Running) -> None:
+        """Refusals past the share: FLOOD_UID holds its share of silent clients, then 16
+        closed-loop clients of FLOOD_UID connect, send nothing and are turned away at once:
+        the rate at which greeterd drains such a flood from its backlog."""
+        flood = dict(os.environ, LOADGEN_UID=str(FLOOD_UID))
+        self.work.chmod(0o755)  # the flooding user reaches the socket, as on a real host
+        running.path.chmod(0o666)
+        holder = subprocess.Popen(
+            [
+                self.loadgen,
+                "hold",
+                str(running.path),
+                str(MAX_CLIENTS_PER_UID),
+                str(self.settings.seconds + 1.5),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=flood,
+        )
+        assert holder.stdout is not None
+        if not holder.stdout.readline().startswith("held"):
+            holder.kill()
+            raise Failed(f"{FLOOD_UID} could not hold its share of {MAX_CLIENTS_PER_UID}")
+        time.sleep(0.3)  # let the server accept them
+        cpu = running.cpu_seconds()
+        output = run(
+            [self.loadgen, "share", str(running.path), "16", str(self.settings.seconds)],
+            env=flood,
+        )
+        spent = running.cpu_seconds() - cpu
+        holder.wait()
+        count, errors, _, p99 = (int(x) for x in output.split())
+        if errors or not count:
+            raise Failed(f"past the share: {errors} bad replies out of {count + errors}")
+        server.record("share_16", count / self.settings.seconds)
+        server.record("share_p99_16", p99)
+        server.record("share_cpu_16", spent / count * 1e6)
 
     def refusing(self) -> list[Server]:
         """The servers that check names (greeterd's), one process for all clients."""
@@ -480,6 +530,20 @@ class Bench:
                 fmt(server.median("refuse_cpu_16"), "{:.1f}"),
             )
             lines.append(f"| {server.name} | {' | '.join(figures)} |")
+        lines += [
+            "",
+            f"| past the share: uid {FLOOD_UID} holds {MAX_CLIENTS_PER_UID} silent clients, "
+            "16 more connect and send nothing | refusals/s | p99 (µs) "
+            "| server CPU per refusal (µs) |",
+            "|---|---|---|---|",
+        ]
+        for server in self.sharing():
+            figures = (
+                fmt(server.median("share_16"), "{:,.0f}"),
+                fmt(server.median("share_p99_16"), "{:.0f}"),
+                fmt(server.median("share_cpu_16"), "{:.1f}"),
+            )
+            lines.append(f"| {server.name} | {' | '.join(figures)} |")
         if self.processes > 1:
             lines += self.shared_report()
         return "\n".join(lines)
@@ -569,8 +633,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gbench-", dir="/tmp") as directory:
         work = Path(directory)
         try:
-            # The load generator inherits the limit and holds the idle clients.
-            problem = raise_open_files(settings.idle_clients)
+            # The load generator inherits the limit and holds the idle clients, and a user's
+            # share of silent ones for the refusals past it.
+            problem = raise_open_files(max(settings.idle_clients, MAX_CLIENTS_PER_UID))
             if problem:
                 raise Failed(problem)
             binaries = build(work)

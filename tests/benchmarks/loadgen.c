@@ -14,6 +14,13 @@
  *   loadgen exec PROGRAM ARG...          fork+exec+wait PROGRAM, timed. Prints: micros
  *   loadgen hold PATH N SECONDS          open N connections, send nothing, hold them SECONDS,
  *                                        then print how many the server closed meanwhile.
+ *   loadgen share PATH THREADS SECONDS  closed-loop clients that send nothing and expect greeterd
+ *                                        to turn them away at once ("too many clients of this
+ *                                        user waiting": a `hold` of the same user holds its
+ *                                        share). Prints as rate does
+ *
+ * With LOADGEN_UID set (and run as root), every mode first becomes that user, as an
+ * unprivileged user floods: greeterd exempts root from its per-user share.
  *
  * Written in C so that the client is not what limits the rate.
  */
@@ -36,6 +43,7 @@ static const char GREETED[] = "Zo\xc3\xab\n";
 static const char HELLO[] = "Hello, Zo\xc3\xab\n";
 static const char REFUSED[] = "\x1b[31mbad\n";
 static const char REFUSAL[] = "error: control character in name\n";
+static const char TOO_MANY[] = "error: too many clients of this user waiting\n";
 /* What every exchange sends and expects: a greeting, or with `refuse` a refusal. */
 static const char *request = GREETED, *reply = HELLO;
 #define MAX_SAMPLES 2000000
@@ -89,10 +97,11 @@ static int open_connection(uint64_t give_up, uint64_t *started) {
     }
 }
 
-/* One exchange on a connected socket, which it closes; 0 when the reply was exactly `reply`. */
+/* One exchange on a connected socket, which it closes; 0 when the reply was exactly `reply`.
+ * An empty request sends nothing: the reply must come unasked. */
 static int greet_on(int fd) {
     size_t request_len = strlen(request), reply_len = strlen(reply);
-    if (write(fd, request, request_len) != (ssize_t)request_len) return fail(fd, "write");
+    if (request_len && write(fd, request, request_len) != (ssize_t)request_len) return fail(fd, "write");
     char buffer[256];
     size_t got = 0;
     for (;;) {
@@ -227,10 +236,20 @@ static int hold(const char *path, int n, double seconds) {
 }
 
 int main(int argc, char **argv) {
+    const char *uid = getenv("LOADGEN_UID");
+    if (uid && (setgid((gid_t)atoi(uid)) != 0 || setuid((uid_t)atoi(uid)) != 0)) {
+        perror("LOADGEN_UID");
+        return 2;
+    }
     if (argc == 5 && strcmp(argv[1], "rate") == 0) return rate(argv[2], atoi(argv[3]), atof(argv[4]), client);
     if (argc == 5 && strcmp(argv[1], "refuse") == 0) {
         request = REFUSED;
         reply = REFUSAL;
+        return rate(argv[2], atoi(argv[3]), atof(argv[4]), client);
+    }
+    if (argc == 5 && strcmp(argv[1], "share") == 0) {
+        request = "";
+        reply = TOO_MANY;
         return rate(argv[2], atoi(argv[3]), atof(argv[4]), client);
     }
     if (argc == 6 && strcmp(argv[1], "varlink") == 0) {
@@ -240,6 +259,6 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "once") == 0) return once(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "exec") == 0) return exec_timed(argv + 2);
     if (argc == 5 && strcmp(argv[1], "hold") == 0) return hold(argv[2], atoi(argv[3]), atof(argv[4]));
-    fprintf(stderr, "usage: loadgen rate|refuse PATH THREADS SECONDS | varlink PATH THREADS SECONDS CALLS | once PATH | exec PROGRAM... | hold PATH N SECONDS\n");
+    fprintf(stderr, "usage: loadgen rate|refuse|share PATH THREADS SECONDS | varlink PATH THREADS SECONDS CALLS | once PATH | exec PROGRAM... | hold PATH N SECONDS\n");
     return 2;
 }

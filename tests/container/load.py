@@ -9,6 +9,13 @@
     python3 - flood SECONDS UIDS REASONS  for SECONDS, one process per uid (2000, 2001...) sends
                                          names refused for REASONS reasons (1-3) in turn, as
                                          fast as it can, while a probe greets every 50 ms
+    python3 - idle-flood SECONDS PROCESSES EACH PROBE_UID PID [varlink]
+                                         for SECONDS, PROCESSES processes of nobody (65534)
+                                         each keep EACH connections open, send nothing and
+                                         reopen each one greeterd closes; meanwhile, as
+                                         PROBE_UID, a raw client and greeter-client's own
+                                         exchange() greet every 50 ms (varlink: raw Varlink
+                                         calls), and greeterd's (PID's) RSS is sampled
 
 Prints one JSON object: how many were greeted, how many failed, and the first few failures.
 The tests read the counts; the exchange is checked byte for byte here.
@@ -210,6 +217,223 @@ def flood(seconds: float, uids: int, reasons: int) -> None:
     )
 
 
+TOO_MANY = b"error: too many clients of this user waiting\n"
+TIMED_OUT = b"error: timed out waiting for a name\n"
+VARLINK_PATH = "/run/io.greeterd.Greeter"
+FLOOD_USER = 65534
+
+
+def idle_flooder(count: int, deadline: float, path: str, report: int) -> None:
+    """A child process of nobody that keeps ``count`` silent connections to ``path`` open,
+    reopening each one greeterd closes, until the deadline; it writes what greeterd answered
+    (by kind) to the fd ``report``."""
+    import select  # noqa: PLC0415
+
+    os.setgid(FLOOD_USER)
+    os.setuid(FLOOD_USER)
+    poller = select.epoll()
+    open_socks: dict[int, socket.socket] = {}
+    seen = {"opened": 0, "too_many": 0, "timed_out": 0, "closed_silently": 0, "full": 0}
+    other: list[str] = []
+
+    def reopen() -> bool:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except BlockingIOError:  # the backlog is full: try again on the next turn
+            sock.close()
+            seen["full"] += 1
+            return False
+        open_socks[sock.fileno()] = sock
+        poller.register(sock.fileno(), select.EPOLLIN)
+        seen["opened"] += 1
+        return True
+
+    missing = count
+    while time.monotonic() < deadline:
+        while missing and reopen():
+            missing -= 1
+        for fd, _ in poller.poll(0.01 if missing else 0.2):
+            sock = open_socks.pop(fd)
+            try:
+                reply = sock.recv(4096)
+            except OSError as error:
+                reply = str(error).encode()
+            poller.unregister(fd)
+            sock.close()
+            missing += 1
+            if reply == TOO_MANY or b"TooManyClients" in reply:
+                seen["too_many"] += 1
+            elif reply == TIMED_OUT:
+                seen["timed_out"] += 1
+            elif not reply:
+                seen["closed_silently"] += 1
+            elif len(other) < 5:
+                other.append(reply.decode(errors="replace"))
+    os.write(report, json.dumps({**seen, "other": other}).encode())
+    os._exit(0)
+
+
+def rss_sampler(pid: int, deadline: float, report: int) -> None:
+    """A child that reads greeterd's VmRSS (KiB) every 0.2 s; writes the samples."""
+    samples = []
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        samples.append(int(line.split()[1]))
+        except OSError:
+            samples.append(-1)
+        time.sleep(0.2)
+    os.write(report, json.dumps(samples).encode())
+    os._exit(0)
+
+
+def varlink_greet(index: int) -> str | None:
+    """One raw Varlink Greet call; None when greeted exactly."""
+    name = f"load-{index}"
+    call = json.dumps({"method": "io.greeterd.Greeter.Greet", "parameters": {"name": name}})
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(VARLINK_PATH)  # blocking: it waits in a full backlog
+            sock.settimeout(30)
+            sock.sendall(call.encode() + b"\0")
+            reply = b""
+            while not reply.endswith(b"\0"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    expected = {"parameters": {"greeting": f"Hello, {name}"}}
+    try:
+        return None if json.loads(reply[:-1]) == expected else f"reply {reply!r}"
+    except ValueError:
+        return f"reply {reply!r}"
+
+
+def blocking_greet(index: int) -> str | None:
+    """greet() with a blocking connect(), as a plain client does: it waits in a full
+    backlog, where a socket with a timeout fails at once with EAGAIN."""
+    name = f"load-{index}"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(PATH)
+            sock.settimeout(30)
+            sock.sendall(name.encode() + b"\n")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return None if reply == f"Hello, {name}\n".encode() else f"reply {reply!r}"
+
+
+def client_exchange(index: int) -> str | None:
+    """greeter-client's own exchange() (its connect, wait and read), without the start of
+    an interpreter: None when greeted exactly."""
+    from greeterd import client  # noqa: PLC0415
+
+    name = f"load-{index}"
+    try:
+        greeting = client.exchange(PATH, f"{name}\n".encode(), 10.0)
+    except client.Failure as failure:
+        return f"greeter-client: {failure} ({failure.status})"
+    return None if greeting == f"Hello, {name}" else f"greeting {greeting!r}"
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    if not ordered:
+        return {}
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000, 1)
+
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": round(ordered[-1] * 1000, 1)}
+
+
+def idle_flood(
+    seconds: float, processes: int, each: int, probe_uid: int, pid: int, *, varlink: bool
+) -> None:
+    import subprocess  # noqa: PLC0415
+
+    started = time.monotonic()
+    deadline = started + seconds
+    readers = []
+    path = VARLINK_PATH if varlink else PATH
+    for _ in range(processes):
+        read_end, write_end = os.pipe()
+        if os.fork() == 0:
+            idle_flooder(each, deadline, path, write_end)
+        os.close(write_end)
+        readers.append(read_end)
+    rss_read, rss_write = os.pipe()
+    if os.fork() == 0:
+        rss_sampler(pid, deadline + 1, rss_write)
+    os.close(rss_write)
+    time.sleep(2)  # the flood takes greeterd's places before the first probe
+    os.setgid(probe_uid)
+    os.setuid(probe_uid)
+    kinds = {"raw": varlink_greet if varlink else blocking_greet}
+    if not varlink:
+        kinds["greeter-client exchange()"] = client_exchange
+    tallies = {kind: Tally() for kind in kinds}
+    latencies: dict[str, list[float]] = {kind: [] for kind in kinds}
+    commands, command_failures = 0, []
+    index = 0
+    while time.monotonic() < deadline:
+        for kind, probe in kinds.items():
+            began = time.monotonic()
+            tallies[kind].add(probe(index))
+            latencies[kind].append(time.monotonic() - began)
+            index += 1
+            time.sleep(max(0.0, PROBE_INTERVAL - (time.monotonic() - began)))
+        if not varlink and index % 40 == 0:  # now and then, the command itself
+            done = subprocess.run(
+                ["greeter-client", "--name", f"cmd-{index}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            commands += 1
+            if done.returncode != 0 or done.stdout != f"Hello, cmd-{index}\n":
+                command_failures.append(f"{done.returncode}: {done.stdout}{done.stderr}")
+    flooders = []
+    for read_end in readers:
+        with os.fdopen(read_end, "rb") as report:
+            flooders.append(json.loads(report.read()))
+    with os.fdopen(rss_read, "rb") as report:
+        rss = json.loads(report.read())
+    for _ in range(processes + 1):
+        os.wait()
+    totals = {key: sum(f[key] for f in flooders) for key in flooders[0] if key != "other"}
+    print(
+        json.dumps(
+            {
+                "seconds": round(time.monotonic() - started, 1),
+                "probes": {
+                    kind: {
+                        "greeted": tallies[kind].greeted,
+                        "failed": len(tallies[kind].failures),
+                        "failures": tallies[kind].failures[:5],
+                        **percentiles(latencies[kind]),
+                    }
+                    for kind in kinds
+                },
+                "commands": commands,
+                "command_failures": command_failures[:5],
+                "flood": totals,
+                "flood_other": [o for f in flooders for o in f["other"]][:5],
+                "rss_kib": {"first": rss[0], "max": max(rss), "last": rss[-1]},
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "steady":
@@ -224,5 +448,8 @@ if __name__ == "__main__":
         idle_boundary(int(args[0]), float(args[1]))
     elif mode == "flood":
         flood(float(args[0]), int(args[1]), int(args[2]))
+    elif mode == "idle-flood":
+        numbers = [int(arg) for arg in args[1:5]]
+        idle_flood(float(args[0]), *numbers, varlink=args[5:] == ["varlink"])
     else:
         sys.exit(f"unknown mode {mode}")
