@@ -22,7 +22,6 @@ which datagrams.py reads with ucred().
 from __future__ import annotations
 
 import select
-import sys
 
 from greeterd.lifecycle import AT_CAP
 from greeterd.log import DEBUG
@@ -328,7 +327,7 @@ def peer_credentials(sock: sockets.socket) -> Peer:
 
 def ucred(raw: bytes) -> Peer:
     """(pid, uid, gid) from a struct ucred (SO_PEERCRED, SCM_CREDENTIALS)."""
-    pid, uid, gid = (int.from_bytes(raw[i : i + 4], sys.byteorder, signed=True) for i in (0, 4, 8))
+    pid, uid, gid = memoryview(raw).cast("i")  # three C ints, in the machine's byte order
     return pid, uid, gid
 
 

@@ -227,10 +227,14 @@ def idle_flooder(count: int, deadline: float, path: str, report: int) -> None:
     """A child process of nobody that keeps ``count`` silent connections to ``path`` open,
     reopening each one greeterd closes, until the deadline; it writes what greeterd answered
     (by kind) to the fd ``report``."""
+    import resource  # noqa: PLC0415
     import select  # noqa: PLC0415
 
     os.setgid(FLOOD_USER)
     os.setuid(FLOOD_USER)
+    # As any user may: the soft limit up to the hard one (a stock login gets 1024 soft).
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 64), hard))
     poller = select.epoll()
     open_socks: dict[int, socket.socket] = {}
     seen = {"opened": 0, "too_many": 0, "timed_out": 0, "closed_silently": 0, "full": 0}
