@@ -326,8 +326,8 @@ def _connect(sock: socket.socket, path: str, deadline: float) -> None:
 
     The wait is a blocking connect() bounded by SO_SNDTIMEO, as a plain client's: the kernel
     queues the waiters on the listening socket and wakes them the moment greeterd accepts,
-    so the client gets in as soon as there is room, not when a retry comes round (trying
-    again every few ms lost the race to any client that tried faster). A stop and continue
+    so the client gets in as soon as there is room, not when a retry comes round (a client
+    that retries on its own clock loses its turn to any that retries faster). A stop and continue
     (Ctrl-Z, fg) breaks that wait off with EINTR, which CPython takes for a connection made;
     getpeername() tells the two apart, and an interrupted wait goes on for the time left.
     """

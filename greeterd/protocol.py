@@ -43,7 +43,8 @@ CONTROL_CHARACTER = "control character in name"
 TOO_LONG = f"name longer than {MAX_NAME_BYTES} bytes"
 TIMED_OUT = "timed out waiting for a name"
 #: Not about the name: the client's user (uid) already has its share of the clients greeterd
-#: waits for (server.MAX_CLIENTS_PER_UID), so this one is turned away at once, before reading.
+#: waits for (server.MAX_CLIENTS_PER_UID), so this one is turned away as soon as it would wait,
+#: before the rest of its request is read.
 TOO_MANY_WAITING = "too many clients of this user waiting"
 
 # Characters no name may hold. C0 controls, DEL and C1 controls (Unicode category Cc) would

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 READ_TIMEOUT = 5.0
 
 #: Connections waiting for their name at once. Past it greeterd stops accepting and new clients
-#: wait in the kernel's listen backlog (never refused). Worst-case memory is about
-#: MAX_CONNECTIONS x (MAX_REQUEST_BYTES + about 100 B of bookkeeping), about 9 MiB.
+#: wait in the kernel's listen backlog (the cap refuses no one; see MAX_CLIENTS_PER_UID).
+#: Worst-case memory: MAX_CONNECTIONS x (MAX_REQUEST_BYTES + about 100 B of bookkeeping), 9 MiB.
 MAX_CONNECTIONS = 8192
 
 #: Clients of one user (uid) waited for at once: a quarter of MAX_CONNECTIONS, as sd-varlink
@@ -46,8 +46,9 @@ MAX_CONNECTIONS = 8192
 #: refused at once; lines.HeldClients says why, and whose clients are not counted.
 MAX_CLIENTS_PER_UID = MAX_CONNECTIONS // 4
 
-#: Connections accepted per wake-up before the loop serves the others: bounds how long clients
-#: that are mid-request wait behind a flood of new ones.
+#: Connections accepted per wake-up, and clients cut off at their deadline per turn, before the
+#: loop serves the others: bounds how long clients wait behind a flood of new clients, or behind
+#: a wave of deadlines (thousands that connected together and sent nothing).
 ACCEPT_BATCH = 256
 
 #: Events taken from epoll per wake-up. Python's default (1023) builds a list of up to 1023
@@ -175,7 +176,9 @@ class Server:
         return max(0.0, min(wake) - now) if wake else -1.0
 
     def _housekeeping(self, now: float) -> None:
-        while (fd := self.waiting_clients.first_expired(now)) is not None:
+        for _ in range(ACCEPT_BATCH):  # the rest of a wave next turn, after a poll that won't wait
+            if (fd := self.waiting_clients.first_expired(now)) is None:
+                break
             if self._sessions is not None and fd in self._sessions:
                 self._sessions.end(fd)  # idle between calls: nothing owed, nothing to refuse
             else:

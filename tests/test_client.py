@@ -220,7 +220,7 @@ def test_a_full_backlog_is_waited_for_until_the_server_accepts(sock_dir, capsys)
 def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
     """Ctrl-Z and fg while the client waits in connect() for a full backlog: it goes on
     waiting and is served (CPython takes the interrupted connect() for a connection made;
-    getpeername() tells it apart, where it used to exit 74)."""
+    getpeername() tells it apart)."""
     path = sock_dir / "busy.sock"
     with full_backlog(path) as listener:
         waiting = subprocess.Popen(

@@ -8,9 +8,12 @@ import time
 
 import pytest
 
+from greeterd import log, protocol, server
 from tests.support import (
+    MemoryOutlet,
     connect,
     greet,
+    listener,
     read_reply,
     wait_for,
 )
@@ -41,3 +44,29 @@ def test_sigterm_drains_clients_in_flight_and_stops_accepting(serve):
             late.recv(1)
         late.close()
     assert "stopping (SIGTERM)" in running.log
+
+
+def test_a_wave_of_deadlines_is_worked_off_a_batch_per_turn(sock_dir, open_files):
+    """Silent clients whose deadlines pass together are cut off ACCEPT_BATCH per turn of the
+    loop, and while some are left the loop polls without waiting: a new client waits behind
+    one batch of such a wave, not the whole of it."""
+    wave = 2 * server.ACCEPT_BATCH + 10
+    open_files(2 * wave + 64)  # both ends of each connection live in this process
+    ours = listener(sock_dir / "s.sock")
+    # A read timeout of 0: every client held is out of time at once.
+    greeter = server.Server([ours], log.Log(log.INFO, MemoryOutlet()), print, read_timeout=0.0)
+    clients = [connect(sock_dir / "s.sock") for _ in range(wave)]
+    while greeter.waiting < wave:
+        greeter.accept_batch(ours.sock.fileno())
+    now = time.monotonic()
+    for left in (wave - server.ACCEPT_BATCH, wave - 2 * server.ACCEPT_BATCH):
+        greeter._housekeeping(now)
+        assert greeter.waiting == left
+        assert greeter._poll_timeout(now) == 0.0
+    greeter._housekeeping(now)
+    assert greeter.waiting == 0
+    for client in clients:
+        assert read_reply(client) == protocol.format_error(protocol.TIMED_OUT)
+        client.close()
+    greeter.epoll.close()
+    ours.sock.close()

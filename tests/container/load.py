@@ -14,8 +14,10 @@
                                          each keep EACH connections open, send nothing and
                                          reopen each one greeterd closes; meanwhile, as
                                          PROBE_UID, a raw client and greeter-client's own
-                                         exchange() greet every 50 ms (varlink: raw Varlink
-                                         calls), and greeterd's (PID's) RSS is sampled
+                                         exchange() take turns greeting, one every 50 ms,
+                                         and the greeter-client command every 40 probes
+                                         (varlink: raw Varlink calls only, every 50 ms);
+                                         greeterd's (PID's) RSS is sampled
 
 Prints one JSON object: how many were greeted, how many failed, and the first few failures.
 The tests read the counts; the exchange is checked byte for byte here.

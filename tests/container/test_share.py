@@ -1,11 +1,11 @@
 """One user floods greeterd with idle connections under systemd: with each user's share
 (server.MAX_CLIENTS_PER_UID), another user's greetings still come within milliseconds.
 
-The flood is the one issue 25 measured: nobody runs one process that keeps about 13,000
-connections open, sends nothing, and reopens each one greeterd closes (it raises its own soft
-limit on open files, as any user may). greeterd runs with the unit's LimitNOFILE=16384, so its
-share is the one it ships with. Set GREETER_SHARE=cap to run the same with the share set to
-the whole cap, as before the share existed, and GREETER_FLOOD_PROCESSES=N to spread the same
+The flood: nobody runs one process that keeps 13,050 connections open (more than greeterd's
+8192 places and the backlog's 4097 together), sends nothing, and reopens each one greeterd
+closes; it raises its own soft limit on open files, as any user may. greeterd runs with the
+unit's LimitNOFILE=16384, so its share is the one it ships with. Set GREETER_SHARE=cap to run
+the same with the share set to the whole cap, and GREETER_FLOOD_PROCESSES=N to spread the same
 connections over N flooding processes: both only print the figures (docs/performance.md).
 """
 
@@ -25,8 +25,8 @@ EACH = 13_050 // PROCESSES
 PROBE_USER = "probe"
 #: The other user's probes must stay under this, at the 99th percentile.
 P99_MS = 100
-#: Only print the figures: without the share (GREETER_SHARE=cap), or another flood than the
-#: issue's (GREETER_FLOOD_PROCESSES).
+#: Only print the figures: without the share (GREETER_SHARE=cap), or a flood from more than one
+#: process (GREETER_FLOOD_PROCESSES).
 MEASURE_ONLY = os.environ.get("GREETER_SHARE") == "cap" or PROCESSES != 1
 WITHOUT_SHARE = os.environ.get("GREETER_SHARE") == "cap"
 
@@ -64,7 +64,7 @@ def flood(container: Container, *, varlink: bool = False) -> dict[str, Any]:
 
 def check(result: dict[str, Any]) -> None:
     """The other user's probes all greeted, p99 under P99_MS; the flooder's excess clients
-    got the new refusal; greeterd's memory stayed within bounds."""
+    got 'too many clients of this user waiting'; greeterd's memory stayed within bounds."""
     if MEASURE_ONLY:
         return
     for kind, probes in result["probes"].items():
