@@ -223,13 +223,7 @@ def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
     getpeername() tells it apart)."""
     path = sock_dir / "busy.sock"
     with full_backlog(path) as listener:
-        waiting = subprocess.Popen(
-            [GREETER_CLIENT, "--socket", str(path), "--name", "Zoë", "--timeout", "10"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        # Stopped while it waits inside connect(), in the kernel's queue of the listener.
-        wait_for_wchan(waiting.pid, {"unix_wait_for_peer"})
+        waiting = client_waiting_for_room(path)
         waiting.send_signal(signal.SIGSTOP)
         time.sleep(0.3)
         waiting.send_signal(signal.SIGCONT)
@@ -242,6 +236,18 @@ def test_a_stop_and_continue_while_waiting_for_room_changes_nothing(sock_dir):
             conn.sendall("Hello, Zoë\n".encode())
         out, err = waiting.communicate(timeout=10)
     assert (waiting.returncode, out) == (client.EX_OK, "Hello, Zoë\n".encode()), err
+
+
+def client_waiting_for_room(path: Path) -> subprocess.Popen[bytes]:
+    """greeter-client started for a full backlog at ``path``, once it sleeps in connect(), in
+    the kernel's queue of the listener (unix_wait_for_peer)."""
+    waiting = subprocess.Popen(
+        [GREETER_CLIENT, "--socket", str(path), "--name", "Zoë", "--timeout", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for_wchan(waiting.pid, {"unix_wait_for_peer"})
+    return waiting
 
 
 def wait_for_wchan(pid: int, functions: set[str], timeout: float = 10.0) -> None:
@@ -262,12 +268,7 @@ def test_in_a_full_backlog_the_client_waits_in_the_kernels_queue(sock_dir):
     moment, not at its next try."""
     path = sock_dir / "busy.sock"
     with full_backlog(path) as listener:
-        waiting = subprocess.Popen(
-            [GREETER_CLIENT, "--socket", str(path), "--name", "Zoë", "--timeout", "10"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        wait_for_wchan(waiting.pid, {"unix_wait_for_peer"})
+        waiting = client_waiting_for_room(path)
         seen = set()
         for _ in range(50):
             seen.add(Path(f"/proc/{waiting.pid}/wchan").read_text())

@@ -33,13 +33,17 @@ import time
 PATH = "/run/greeter.sock"
 
 
-def greet(index: int) -> str | None:
-    """One exchange; None when greeted exactly, else what went wrong."""
+def greet(index: int, *, blocking_connect: bool = False) -> str | None:
+    """One exchange; None when greeted exactly, else what went wrong. With blocking_connect,
+    connect() waits in a full backlog as a plain client's does, where a socket with a timeout
+    fails at once with EAGAIN."""
     name = f"load-{index}"
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(30)
+            if not blocking_connect:
+                sock.settimeout(30)
             sock.connect(PATH)
+            sock.settimeout(30)
             sock.sendall(name.encode() + b"\n")
             reply = b""
             while chunk := sock.recv(4096):
@@ -322,20 +326,7 @@ def varlink_greet(index: int) -> str | None:
 
 
 def blocking_greet(index: int) -> str | None:
-    """greet() with a blocking connect(), as a plain client does: it waits in a full
-    backlog, where a socket with a timeout fails at once with EAGAIN."""
-    name = f"load-{index}"
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(PATH)
-            sock.settimeout(30)
-            sock.sendall(name.encode() + b"\n")
-            reply = b""
-            while chunk := sock.recv(4096):
-                reply += chunk
-    except OSError as error:
-        return f"{type(error).__name__}: {error}"
-    return None if reply == f"Hello, {name}\n".encode() else f"reply {reply!r}"
+    return greet(index, blocking_connect=True)
 
 
 def client_exchange(index: int) -> str | None:
