@@ -271,7 +271,7 @@ def exchange(path: str, request: bytes, timeout: float, socket_type: str = "stre
         try:
             if socket_type == "datagram":
                 sock.bind("")  # autobind: an abstract address for the reply to come back to
-            _connect(sock, path, deadline)
+            connect_in_turn(sock, path, deadline)
             sock.settimeout(max(deadline - time.monotonic(), 0.001))  # what is left of it
             if socket_type == "stream":
                 _send(sock, request)
@@ -321,7 +321,7 @@ def _greeting(reply: bytes) -> str:
         raise Failure(f"unreadable answer from the server: {error.reason}", EX_PROTOCOL) from None
 
 
-def _connect(sock: socket.socket, path: str, deadline: float) -> None:
+def connect_in_turn(sock: socket.socket, path: str, deadline: float) -> None:
     """connect(), waiting until ``deadline`` while the server's listen backlog is full.
 
     The wait is a blocking connect() bounded by SO_SNDTIMEO, as a plain client's: the kernel

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from greeterd import daemon, log, protocol
+from greeterd import client, daemon, log, protocol
 from greeterd.activation import DATAGRAM, LISTENER, VARLINK, Endpoint
 from greeterd.server import Server
 from tests import stdlib_helpers
@@ -115,13 +115,18 @@ def remove_tree(path: Path) -> None:
 
 
 def connect(path: str | Path, timeout: float = 5.0) -> socket.socket:
+    """A stream socket connected to ``path``, each later call bounded by ``timeout``.
+
+    connect() waits its turn in the listener's backlog as greeter-client's does, for at most
+    ``timeout``: a test's burst of clients may outrun a server that a busy machine keeps off
+    the CPU for a moment, and a full backlog is then something to wait for, not an error."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
-        sock.connect(str(path))
+        client.connect_in_turn(sock, str(path), time.monotonic() + timeout)
     except BaseException:
         sock.close()
         raise
+    sock.settimeout(timeout)
     return sock
 
 
@@ -338,11 +343,11 @@ def datagram_socket(path: Path, *, pass_credentials: bool = True) -> Endpoint:
 
 def datagram_client(path: Path) -> socket.socket:
     """A datagram socket bound to an abstract address (to be replied to), sending to ``path``."""
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    client.settimeout(5)
-    client.bind("")
-    client.connect(str(path))
-    return client
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    sock.bind("")
+    sock.connect(str(path))
+    return sock
 
 
 class Running:
