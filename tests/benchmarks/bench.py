@@ -150,8 +150,9 @@ class Running:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         ticks = cpu_ticks(self.pid, reaped=True)
         for child in children:
-            # One that exited meanwhile is counted with the reaped, once reaped.
-            with contextlib.suppress(FileNotFoundError):
+            # One that exited meanwhile is counted with the reaped, once reaped. It may be
+            # gone before its stat is opened (ENOENT) or between open and read (ESRCH).
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 ticks += cpu_ticks(int(child), reaped=False)
         return ticks / os.sysconf("SC_CLK_TCK")
 
